@@ -1,0 +1,1 @@
+"""MIP Governance Service."""

@@ -1,0 +1,104 @@
+"""``mip``: the command line of the service (serve, worker, migrate, bootstrap, billing, audit)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from app.audit.cli import audit_app
+from app.kit.cli import err_console, print_json, print_record
+from app.kit.errors import MIPError
+from app.kit.settings import get_settings
+from app.pricing.cli import prices_app
+from app.tenancy.cli import keys_app, orgs_app, projects_app, resellers_app, staff_app
+
+app = typer.Typer(
+    name="mip",
+    help="MIP Governance Service: ledger, MIP pricing, billing, audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Effective configuration.")
+app.add_typer(config_app, name="config")
+app.add_typer(resellers_app, name="resellers")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(projects_app, name="projects")
+app.add_typer(keys_app, name="keys")
+app.add_typer(staff_app, name="staff")
+app.add_typer(prices_app, name="prices")
+app.add_typer(audit_app, name="audit")
+
+
+@config_app.command("show")
+def config_show(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective settings (from MIP_* variables), secrets masked."""
+    values = get_settings().masked()
+    print_json(values) if json_output else print_record("Effective settings", values)
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    downgrade: Annotated[
+        bool, typer.Option("--downgrade", help="Downgrade to --revision.")
+    ] = False,
+) -> None:
+    """Apply the database migrations (creates the SQLite file on first run)."""
+    from app.kit import migrate as migrations
+
+    url = get_settings().effective_database_url
+    if downgrade:
+        migrations.downgrade(url, revision)
+    else:
+        migrations.upgrade(url, revision)
+    err_console.print(f"Database at {revision}.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: MIP_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: MIP_PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between task runs.")] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="Run every task once, then exit.")] = False,
+) -> None:
+    """Run background tasks (audit chain monitoring; later: retention, training jobs)."""
+    from app.worker import run_worker
+
+    run_worker(interval=interval, once=once)
+
+
+def main() -> None:
+    try:
+        app()
+    except MIPError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+    except ValueError as exc:
+        # Ids and dates typed on the command line (e.g. a malformed UUID).
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main", "print_json"]

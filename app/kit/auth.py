@@ -1,0 +1,82 @@
+"""Auth primitives: key secrets, their hashes, principals, roles and scopes.
+
+The lookup of a presented key lives in :mod:`app.tenancy.auth`, next to the table it reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    BILLING = "billing"
+    DATAOPS = "dataops"
+    AUDITOR = "auditor"
+
+
+class Scope(StrEnum):
+    """Project key scopes. ``member`` and ``admin`` are bundles, as in Deepgram."""
+
+    MEMBER = "member"
+    ADMIN = "admin"
+    LISTEN = "listen"
+    USAGE_READ = "usage:read"
+    KEYS_READ = "keys:read"
+    KEYS_WRITE = "keys:write"
+    PROJECT_READ = "project:read"
+
+
+_BUNDLES: dict[Scope, frozenset[Scope]] = {
+    Scope.MEMBER: frozenset({Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.PROJECT_READ}),
+    Scope.ADMIN: frozenset(
+        {Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.KEYS_WRITE, Scope.PROJECT_READ}
+    ),
+}
+
+
+def expand_scopes(scopes: list[str]) -> frozenset[Scope]:
+    out: set[Scope] = set()
+    for raw in scopes:
+        scope = Scope(raw)
+        out.add(scope)
+        out |= _BUNDLES.get(scope, frozenset())
+    return frozenset(out)
+
+
+KEY_BYTES = 20  # 160 bits, shown as 40 hex characters like Deepgram keys
+
+
+def generate_api_key() -> str:
+    return secrets.token_hex(KEY_BYTES)
+
+
+def hash_api_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a project key (tenant-scoped) or a staff key (a role)."""
+
+    key_id: uuid.UUID
+    project_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    scopes: frozenset[Scope] = frozenset()
+    role: Role | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role is not None
+
+    @property
+    def actor(self) -> str:
+        kind = f"staff:{self.role}" if self.role else "key"
+        return f"{kind}:{self.key_id}"
+
+    def __repr__(self) -> str:
+        return f"Principal({self.actor})"

@@ -1,0 +1,51 @@
+"""Helpers shared by the ``mip`` sub-commands: a unit-of-work session and output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.settings import get_settings
+
+console = Console()
+err_console = Console(stderr=True)
+CLI_ACTOR = "cli"
+
+
+@contextmanager
+def cli_session() -> Iterator[Session]:
+    """One command, one transaction (committed when the command succeeds)."""
+    engine = create_db_engine(get_settings().effective_database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2, default=str).decode())
+    sys.stdout.write("\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def print_record(title: str, record: dict[str, Any]) -> None:
+    console.print(f"[bold]{title}[/bold]")
+    for key, value in record.items():
+        console.print(f"  {key}: {value}")

@@ -1,0 +1,52 @@
+"""The FastAPI application factory: every router is mounted here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.health.endpoints import router as health_router
+from app.kit.db import create_db_engine, make_sessionmaker
+from app.kit.http import RequestContextMiddleware, install_error_handlers
+from app.kit.logging import configure_logging
+from app.kit.settings import Settings, get_settings
+from app.ledger.endpoints import router as ledger_router
+
+API_DESCRIPTION = """
+Model Improvement Program governance. Two families of endpoints:
+
+* **Deepgram-compatible** (`/v1/projects/…`): authenticate with `Authorization: Token <key>`;
+  the official Deepgram SDKs work unchanged.
+* **Governance** (`/v1/governance/…`): ledger ingest, billing reports, audit; staff keys with
+  roles `admin`, `billing`, `dataops`, `auditor`.
+
+Every error is `{"err_code", "err_msg", "request_id"}`; every response has `dg-request-id`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    engine = create_db_engine(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="MIP Governance Service",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    for router in (health_router, ledger_router):
+        app.include_router(router)
+    return app

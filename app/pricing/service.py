@@ -1,0 +1,172 @@
+"""MIP pricing: effective-dated price book, contract rates, the 50% discount, the rounding rule.
+
+Rounding (per request, to the micro-dollar, half up)::
+
+    list   = round_half_up(rate_per_minute * duration_seconds / 60)
+    net    = round_half_up(rate_per_minute * duration_seconds / 60 * (1 - discount))
+    discount_amount = list - net          # so list = discount + net, exactly
+
+Opted-in usage gets ``discount = 50%``; opted-out usage (by request or contract) pays list.
+A failed request (HTTP status ≥ 400) is recorded with its rate but amounts of zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit.service import record_event
+from app.kit.errors import BadRequest
+from app.tables.pricing import PriceBookEntry
+from app.tables.tenancy import Organization
+
+MIP_DISCOUNT_BPS = 5_000  # 50.00 %
+CONTRACT_VERSION = "contract"
+ANY_TIER = "*"
+_BPS = Decimal(10_000)
+_SIXTY = Decimal(60)
+
+
+class PricingError(BadRequest):
+    """No rate applies (no price-book row, or an enterprise contract without a rate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    plan: str
+    price_book_version: str
+    rate_micros_per_minute: int
+    discount_bps: int
+    list_amount_micros: int
+    discount_micros: int
+    amount_micros: int
+
+
+def _round(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def compute_amounts(
+    *, rate_micros_per_minute: int, duration_seconds: float, discount_bps: int
+) -> tuple[int, int, int]:
+    """(list, discount, net) micro-dollars for one request, by the rule in the module doc."""
+    exact = Decimal(rate_micros_per_minute) * Decimal(str(duration_seconds)) / _SIXTY
+    list_amount = _round(exact)
+    net = _round(exact * (_BPS - discount_bps) / _BPS)
+    return list_amount, list_amount - net, net
+
+
+class PriceBook:
+    """An in-memory snapshot of the price book, loaded once per batch."""
+
+    def __init__(self, entries: Sequence[PriceBookEntry]) -> None:
+        by_key: dict[tuple[str, str], list[PriceBookEntry]] = {}
+        for entry in entries:
+            by_key.setdefault((entry.plan, entry.tier), []).append(entry)
+        self._rows = {k: sorted(v, key=lambda e: e.effective_from) for k, v in by_key.items()}
+        self._starts = {k: [e.effective_from for e in v] for k, v in self._rows.items()}
+
+    @classmethod
+    def load(cls, session: Session) -> PriceBook:
+        return cls(session.scalars(select(PriceBookEntry)).all())
+
+    def _lookup(self, plan: str, tier: str, at: dt.datetime) -> PriceBookEntry | None:
+        key = (plan, tier)
+        if key not in self._rows:
+            return None
+        index = bisect_right(self._starts[key], at) - 1
+        return self._rows[key][index] if index >= 0 else None
+
+    def rate(self, plan: str, tier: str, at: dt.datetime) -> tuple[str, int]:
+        entry = self._lookup(plan, tier, at) or self._lookup(plan, ANY_TIER, at)
+        if entry is None:
+            raise PricingError(
+                f"No price-book rate for plan '{plan}', tier '{tier}' at {at.isoformat()}."
+            )
+        return entry.version, entry.rate_micros_per_minute
+
+
+def price_request(
+    book: PriceBook,
+    org: Organization,
+    *,
+    tier: str,
+    at: dt.datetime,
+    duration_seconds: float,
+    mip_opt_out: bool,
+    http_status: int,
+) -> Price:
+    if org.plan == "enterprise":
+        rates = org.contract_rates or {}
+        rate = rates.get(tier, rates.get(ANY_TIER))
+        if rate is None:
+            raise PricingError(f"Organization {org.id} has no contract rate for tier '{tier}'.")
+        version = CONTRACT_VERSION
+    else:
+        version, rate = book.rate(org.plan, tier, at)
+    discount_bps = 0 if mip_opt_out else MIP_DISCOUNT_BPS
+    if http_status >= 400:
+        amounts = (0, 0, 0)
+    else:
+        amounts = compute_amounts(
+            rate_micros_per_minute=rate,
+            duration_seconds=duration_seconds,
+            discount_bps=discount_bps,
+        )
+    return Price(org.plan, version, rate, discount_bps, *amounts)
+
+
+def set_price(
+    session: Session,
+    *,
+    plan: str,
+    tier: str,
+    rate_micros_per_minute: int,
+    effective_from: dt.datetime,
+    version: str,
+    actor: str,
+) -> PriceBookEntry:
+    """Add a price-book row. Rows already priced keep their rate: the ledger stores it."""
+    if plan not in ("pay_as_you_go", "growth", "enterprise"):
+        raise PricingError(f"Unknown plan '{plan}'.")
+    if rate_micros_per_minute < 0:
+        raise PricingError("The rate must be non-negative.")
+    if not tier or not version:
+        raise PricingError("Tier and version must not be empty.")
+    entry = PriceBookEntry(
+        plan=plan,
+        tier=tier,
+        rate_micros_per_minute=rate_micros_per_minute,
+        effective_from=effective_from,
+        version=version,
+    )
+    session.add(entry)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="price_book.changed",
+        target_type="price_book",
+        target_id=str(entry.id),
+        details={
+            "plan": plan,
+            "tier": tier,
+            "rate_micros_per_minute": rate_micros_per_minute,
+            "effective_from": effective_from.isoformat(),
+            "version": version,
+        },
+    )
+    return entry
+
+
+def list_prices(session: Session) -> Sequence[PriceBookEntry]:
+    stmt = select(PriceBookEntry).order_by(
+        PriceBookEntry.plan, PriceBookEntry.tier, PriceBookEntry.effective_from
+    )
+    return session.scalars(stmt).all()

@@ -1,0 +1,78 @@
+"""Resellers, organizations, projects and API keys (project keys and staff keys)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.kit.db import Base, UTCDateTime, utcnow
+
+
+class Reseller(Base):
+    __tablename__ = "resellers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    __table_args__ = (
+        CheckConstraint("plan IN ('pay_as_you_go', 'growth', 'enterprise')", name="plan"),
+        CheckConstraint("retention_days > 0", name="retention_days"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(32))
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("resellers.id", ondelete="RESTRICT"), index=True
+    )
+    # Enterprise contract: rate per audio minute in micro-dollars, by model tier ("*" = any tier).
+    contract_rates: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    contract_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A project key (``project_id`` set, scopes) or a staff key (``role`` set). Never both."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("(project_id IS NULL) <> (role IS NULL)", name="project_xor_role"),
+        CheckConstraint(
+            "role IS NULL OR role IN ('admin', 'billing', 'dataops', 'auditor')", name="role"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="RESTRICT"), index=True
+    )
+    role: Mapped[str | None] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # SHA-256 of the secret: the secret has 160 random bits, so a slow hash adds nothing.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100), default="cli")

@@ -1,0 +1,94 @@
+"""Resolve ``Authorization: Token <key>`` (or ``Bearer``) to a :class:`Principal`.
+
+Missing or bad key → 401; a tenant key naming another tenant's project → 404; a known
+project with too little scope, or a staff key without the role → 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.kit.auth import Principal, Role, Scope, expand_scopes, hash_api_key
+from app.kit.db import utcnow
+from app.kit.deps import SessionDep
+from app.kit.errors import Forbidden, NotFound, Unauthorized
+from app.tables.tenancy import Project
+from app.tenancy import repository
+
+_SCHEMES = ("token", "bearer")
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    if not authorization:
+        raise Unauthorized("Missing credentials: send 'Authorization: Token <API key>'.")
+    scheme, _, secret = authorization.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() not in _SCHEMES or not secret:
+        raise Unauthorized("Malformed credentials: send 'Authorization: Token <API key>'.")
+    key = repository.get_key_by_hash(session, hash_api_key(secret))
+    now = utcnow()
+    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        raise Unauthorized("Invalid credentials.")
+    if key.role is not None:
+        return Principal(key_id=key.id, role=Role(key.role))
+    assert key.project_id is not None  # guaranteed by the table's check constraint
+    project = repository.get_project_or_raise(session, key.project_id)
+    return Principal(
+        key_id=key.id,
+        project_id=project.id,
+        organization_id=project.organization_id,
+        scopes=expand_scopes(key.scopes),
+    )
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    principal = authenticate(session, request.headers.get("authorization"))
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """Dependency factory: a staff key holding one of ``roles`` (admin always passes)."""
+    allowed = {Role.ADMIN, *roles}
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"This endpoint needs a staff key with role: {names}.")
+        return principal
+
+    return dependency
+
+
+# Staff roles that may read (not change) any project's Deepgram-style usage and requests.
+_STAFF_READERS: dict[Scope, frozenset[Role]] = {
+    Scope.USAGE_READ: frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR}),
+    Scope.PROJECT_READ: frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR}),
+    Scope.KEYS_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
+    Scope.KEYS_WRITE: frozenset({Role.ADMIN}),
+    Scope.LISTEN: frozenset(),
+}
+
+
+def authorize_project(
+    session: Session, principal: Principal, project_id: uuid.UUID, scope: Scope
+) -> Project:
+    """The project if ``principal`` may use ``scope`` on it; 404 for another tenant's project."""
+    if principal.is_staff:
+        project = repository.get_project_or_raise(session, project_id)
+        if principal.role not in _STAFF_READERS.get(scope, frozenset()):
+            raise Forbidden(f"Role {principal.role} cannot use scope '{scope.value}'.")
+        return project
+    if principal.project_id != project_id:
+        raise NotFound(f"Project {project_id} not found.")
+    if scope not in principal.scopes:
+        raise Forbidden(f"This key lacks the '{scope.value}' scope.")
+    return repository.get_project_or_raise(session, project_id)

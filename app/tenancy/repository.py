@@ -1,0 +1,81 @@
+"""Every query of the tenancy domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.kit.errors import NotFound
+from app.tables.tenancy import ApiKey, Organization, Project, Reseller
+
+
+def get_reseller(session: Session, reseller_id: uuid.UUID) -> Reseller | None:
+    return session.get(Reseller, reseller_id)
+
+
+def get_organization(session: Session, organization_id: uuid.UUID) -> Organization | None:
+    return session.get(Organization, organization_id)
+
+
+def get_organization_or_raise(session: Session, organization_id: uuid.UUID) -> Organization:
+    org = get_organization(session, organization_id)
+    if org is None:
+        raise NotFound(f"Organization {organization_id} not found.")
+    return org
+
+
+def list_organizations(session: Session) -> Sequence[Organization]:
+    return session.scalars(select(Organization).order_by(Organization.created_at)).all()
+
+
+def get_project(session: Session, project_id: uuid.UUID) -> Project | None:
+    return session.get(Project, project_id)
+
+
+def get_project_or_raise(session: Session, project_id: uuid.UUID) -> Project:
+    project = get_project(session, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} not found.")
+    return project
+
+
+def get_projects(session: Session, project_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Project]:
+    if not project_ids:
+        return {}
+    rows = session.scalars(select(Project).where(Project.id.in_(set(project_ids)))).all()
+    return {p.id: p for p in rows}
+
+
+def list_projects(
+    session: Session, *, organization_id: uuid.UUID | None = None
+) -> Sequence[Project]:
+    stmt = select(Project).order_by(Project.created_at)
+    if organization_id is not None:
+        stmt = stmt.where(Project.organization_id == organization_id)
+    return session.scalars(stmt).all()
+
+
+def get_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
+
+
+def get_project_key(session: Session, *, project_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
+    return session.scalars(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.project_id == project_id)
+    ).first()
+
+
+def list_project_keys(
+    session: Session, *, project_id: uuid.UUID, include_revoked: bool = False
+) -> Sequence[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.project_id == project_id).order_by(ApiKey.created_at)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return session.scalars(stmt).all()
+
+
+def get_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
+    return session.get(ApiKey, key_id)

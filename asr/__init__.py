@@ -1,0 +1,1 @@
+"""ASR library (audio, features, model, training, decoding). Never imports ``app``."""

@@ -1,0 +1,1 @@
+"""Curation library (manifests, validation, balancing). Never imports ``app``."""

@@ -1,0 +1,221 @@
+"""Shared fixtures: a real database per backend (SQLite file and PostgreSQL), reset per test.
+
+Database tests take the ``db`` fixture, parametrized over both backends, so the whole suite
+runs on SQLite and on PostgreSQL in one ``make test``. PostgreSQL comes from
+``MIP_TEST_POSTGRES_URL`` (default: the local server, database ``test``); each xdist worker
+gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.kit.db import Base, create_db_engine, make_sessionmaker, session_scope
+from app.kit.migrate import upgrade
+from app.kit.settings import Settings
+from app.main import create_app
+from app.tables import PriceBookEntry
+from app.tenancy import service as tenancy
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("MIP_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+def _create_pg_database(name: str) -> str:
+    admin = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+@dataclass
+class Database:
+    """A migrated database of one backend, and how to reset it between tests."""
+
+    backend: str
+    url: str
+    engine: Engine
+    factory: sessionmaker[Session]
+    seed_prices: list[dict[str, Any]]
+
+    def reset(self) -> None:
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        with self.engine.begin() as conn:
+            if self.backend == "postgresql":
+                # TRUNCATE does not fire the audit log's row-level append-only trigger.
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+            else:
+                conn.execute(text("DROP TRIGGER IF EXISTS audit_entries_no_delete"))
+                for table in tables:
+                    conn.execute(text(f"DELETE FROM {table}"))
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries "
+                        "BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END"
+                    )
+                )
+            conn.execute(insert(PriceBookEntry), self.seed_prices)
+
+    def session(self) -> Any:
+        return session_scope(self.factory)
+
+
+def _build_database(backend: str, tmp: Path, worker: str) -> Database:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'mip.sqlite3'}"
+    else:
+        url = _create_pg_database(f"mip_test_{worker}")
+    upgrade(url)
+    engine = create_db_engine(url)
+    with engine.connect() as conn:
+        seed = [dict(r._mapping) for r in conn.execute(select(PriceBookEntry.__table__))]
+    return Database(backend, url, engine, make_sessionmaker(engine), seed)
+
+
+@pytest.fixture(scope="session")
+def databases(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Iterator[dict[str, Database]]:
+    built: dict[str, Database] = {}
+    yield built
+    for database in built.values():
+        database.engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db(
+    request: pytest.FixtureRequest,
+    databases: dict[str, Database],
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
+) -> Database:
+    backend: str = request.param
+    if backend not in databases:
+        databases[backend] = _build_database(
+            backend, tmp_path_factory.mktemp(f"db-{backend}"), worker_id
+        )
+    database = databases[backend]
+    database.reset()
+    return database
+
+
+@pytest.fixture
+def settings(db: Database, tmp_path: Path) -> Settings:
+    return Settings(env="test", data_dir=tmp_path / "var", database_url=db.url, log_json=True)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class Tenant:
+    org_id: uuid.UUID
+    project_id: uuid.UUID
+    key_id: uuid.UUID
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.key}"}
+
+
+def make_tenant(
+    db: Database,
+    *,
+    plan: str = "growth",
+    contract_rates: dict[str, int] | None = None,
+    contract_opt_out: bool = False,
+    scopes: list[str] | None = None,
+    name: str = "Acme",
+) -> Tenant:
+    with db.session() as session:
+        org = tenancy.create_organization(
+            session,
+            name=name,
+            plan=plan,
+            actor="test",
+            contract_rates=contract_rates,
+            contract_opt_out=contract_opt_out,
+        )
+        project = tenancy.create_project(
+            session, organization_id=org.id, name=f"{name} project", actor="test"
+        )
+        key, secret = tenancy.create_project_key(
+            session, project_id=project.id, actor="test", scopes=scopes
+        )
+        return Tenant(org.id, project.id, key.id, secret)
+
+
+def make_staff_key(db: Database, role: str) -> dict[str, str]:
+    with db.session() as session:
+        _key, secret = tenancy.create_staff_key(session, role=role, actor="test")
+    return {"Authorization": f"Token {secret}"}
+
+
+@pytest.fixture
+def tenant(db: Database) -> Tenant:
+    return make_tenant(db)
+
+
+@pytest.fixture
+def admin_headers(db: Database) -> dict[str, str]:
+    return make_staff_key(db, "admin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app served by a real uvicorn on 127.0.0.1 (for the official SDK)."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+__all__ = ["Database", "Tenant", "free_port", "make_staff_key", "make_tenant"]

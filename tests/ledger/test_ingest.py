@@ -1,0 +1,277 @@
+"""Batch ingest: pricing applied, idempotent, atomic, strict about mip_opt_out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.ledger.service import close_period
+from tests.conftest import Database, Tenant, make_staff_key, make_tenant
+from tests.kit.test_http import assert_error
+from tests.ledger.helpers import event, ledger_count, ledger_rows
+
+URL = "/v1/governance/ledger/events"
+
+
+def post(client: TestClient, headers: dict[str, str], *events: dict[str, object]) -> Any:
+    return client.post(URL, json={"events": list(events)}, headers=headers)
+
+
+class TestIngest:
+    def test_records_priced_rows(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        response = client.post(
+            URL,
+            json={
+                "events": [
+                    event(tenant.project_id, "r1", api_key_id=str(tenant.key_id), tags=["b", "a"]),
+                    event(tenant.project_id, "r2", mip_opt_out="true", duration=30.0),
+                ]
+            },
+            headers=admin_headers,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"received": 2, "recorded": 2, "duplicates": 0, "adjustments": 0}
+        rows = ledger_rows(db)
+        # growth: 0.0036 USD/min. r1: 60 s opted in (default) -> list 3600, net 1800.
+        r1 = rows["r1"]
+        assert (r1.plan, r1.rate_micros_per_minute, r1.discount_bps) == ("growth", 3600, 5000)
+        assert (r1.list_amount_micros, r1.discount_micros, r1.amount_micros) == (3600, 1800, 1800)
+        assert (r1.mip_opt_out, r1.opt_out_source) == (False, "default")
+        assert r1.tags == ["a", "b"]
+        assert r1.api_key_id == tenant.key_id
+        assert r1.organization_id == tenant.org_id
+        assert r1.price_book_version == "2026-01"
+        assert (r1.usage_period, r1.billing_period, r1.is_adjustment) == (
+            "2026-03",
+            "2026-03",
+            False,
+        )
+        # r2: 30 s opted out by request -> full price 1800.
+        r2 = rows["r2"]
+        assert (r2.mip_opt_out, r2.opt_out_source) == (True, "request")
+        assert (r2.list_amount_micros, r2.discount_micros, r2.amount_micros) == (1800, 0, 1800)
+
+    def test_identical_resend_is_a_duplicate(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        batch = [event(tenant.project_id, f"r{i}") for i in range(5)]
+        assert client.post(URL, json={"events": batch}, headers=admin_headers).status_code == 200
+        before = ledger_rows(db)
+        # Same events, other order, other timezone spelling, tags reordered: still identical.
+        again = [{**e, "created": "2026-03-10T13:00:00+01:00"} for e in reversed(batch)]
+        response = client.post(URL, json={"events": again}, headers=admin_headers)
+        assert response.json() == {"received": 5, "recorded": 0, "duplicates": 5, "adjustments": 0}
+        after = ledger_rows(db)
+        assert {k: v.id for k, v in before.items()} == {k: v.id for k, v in after.items()}
+
+    def test_conflicting_duplicate_is_409_and_writes_nothing(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        post(client, admin_headers, event(tenant.project_id, "r1"))
+        response = post(
+            client,
+            admin_headers,
+            event(tenant.project_id, "new-one"),
+            event(tenant.project_id, "r1", duration=61.0),
+        )
+        body = assert_error(response, 409, "CONFLICT")
+        assert "r1" in str(body["err_msg"])
+        assert str(tenant.project_id) in str(body["err_msg"])
+        assert ledger_count(db) == 1  # "new-one" was not written: the batch is atomic
+
+    def test_conflict_inside_one_batch_is_409(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        response = post(
+            client,
+            admin_headers,
+            event(tenant.project_id, "x"),
+            event(tenant.project_id, "x", model="other"),
+        )
+        assert_error(response, 409, "CONFLICT")
+        assert ledger_count(db) == 0
+
+    def test_repeat_inside_one_batch_counts_once(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        e = event(tenant.project_id, "x")
+        response = post(client, admin_headers, e, e)
+        assert response.json()["recorded"] == 1
+        assert response.json()["duplicates"] == 1
+
+    def test_same_request_id_in_two_projects_is_two_rows(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        other = make_tenant(db, name="Other")
+        post(client, admin_headers, event(tenant.project_id, "x"), event(other.project_id, "x"))
+        assert ledger_count(db) == 2
+
+
+class TestOptOutParameter:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("true", True),
+            ("TRUE", True),
+            ("1", True),
+            (True, True),
+            ("false", False),
+            ("False", False),
+            ("0", False),
+            (False, False),
+        ],
+    )
+    def test_accepted_spellings(
+        self,
+        client: TestClient,
+        db: Database,
+        tenant: Tenant,
+        admin_headers: dict[str, str],
+        value: object,
+        expected: bool,
+    ) -> None:
+        response = post(client, admin_headers, event(tenant.project_id, "r", mip_opt_out=value))
+        assert response.status_code == 200, response.text
+        row = ledger_rows(db)["r"]
+        assert row.mip_opt_out is expected
+        assert row.opt_out_source == "request"
+
+    @pytest.mark.parametrize("value", ["yes", "no", "", "2", "tru", 2, 0.5, [], {}])
+    def test_other_values_are_400_naming_the_parameter(
+        self,
+        client: TestClient,
+        db: Database,
+        tenant: Tenant,
+        admin_headers: dict[str, str],
+        value: object,
+    ) -> None:
+        response = post(
+            client,
+            admin_headers,
+            event(tenant.project_id, "ok"),
+            event(tenant.project_id, "bad", mip_opt_out=value),
+        )
+        body = assert_error(response, 400, "Bad Request")
+        assert "mip_opt_out" in str(body["err_msg"])
+        assert ledger_count(db) == 0
+
+    def test_contract_opt_out_wins_over_request(
+        self, client: TestClient, db: Database, admin_headers: dict[str, str]
+    ) -> None:
+        ent = make_tenant(db, plan="enterprise", contract_rates={"*": 4000}, contract_opt_out=True)
+        post(client, admin_headers, event(ent.project_id, "r", mip_opt_out="false"))
+        row = ledger_rows(db)["r"]
+        assert (row.mip_opt_out, row.opt_out_source) == (True, "contract")
+        assert (row.price_book_version, row.rate_micros_per_minute) == ("contract", 4000)
+        assert (row.list_amount_micros, row.discount_micros, row.amount_micros) == (4000, 0, 4000)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"created": "2026-03-10T12:00:00"}, "created"),
+            ({"created": "yesterday"}, "created"),
+            ({"duration": -1}, "duration"),
+            ({"duration": "NaN"}, "duration"),
+            ({"channels": 0}, "channels"),
+            ({"method": "batch"}, "method"),
+            ({"status": 999}, "status"),
+            ({"request_id": ""}, "request_id"),
+            ({"request_id": "a b"}, "request_id"),
+            ({"project_id": "not-a-uuid"}, "project_id"),
+            ({"surprise": 1}, "surprise"),
+            ({"model": ""}, "model"),
+        ],
+    )
+    def test_invalid_event_is_400_naming_field(
+        self,
+        client: TestClient,
+        db: Database,
+        tenant: Tenant,
+        admin_headers: dict[str, str],
+        overrides: dict[str, object],
+        field: str,
+    ) -> None:
+        response = post(client, admin_headers, {**event(tenant.project_id, "r"), **overrides})
+        body = assert_error(response, 400, "Bad Request")
+        assert field in str(body["err_msg"])
+        assert ledger_count(db) == 0
+
+    def test_unknown_project_is_400(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        import uuid
+
+        ghost = uuid.uuid4()
+        response = post(client, admin_headers, event(tenant.project_id, "a"), event(ghost, "b"))
+        body = assert_error(response, 400, "Bad Request")
+        assert str(ghost) in str(body["err_msg"])
+        assert ledger_count(db) == 0
+
+    def test_key_of_another_project_is_400(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        other = make_tenant(db, name="Other")
+        response = post(
+            client, admin_headers, event(tenant.project_id, "a", api_key_id=str(other.key_id))
+        )
+        assert_error(response, 400, "Bad Request")
+        assert ledger_count(db) == 0
+
+    def test_empty_batch_is_400(
+        self, client: TestClient, db: Database, admin_headers: dict[str, str]
+    ) -> None:
+        assert_error(
+            client.post(URL, json={"events": []}, headers=admin_headers), 400, "Bad Request"
+        )
+
+    def test_too_many_events_is_413(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        client.app.state.settings.max_batch_events = 3  # type: ignore[attr-defined]
+        batch = [event(tenant.project_id, f"r{i}") for i in range(4)]
+        response = client.post(URL, json={"events": batch}, headers=admin_headers)
+        assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert ledger_count(db) == 0
+
+
+class TestAccess:
+    def test_project_key_cannot_ingest(self, client: TestClient, tenant: Tenant) -> None:
+        response = post(client, tenant.headers, event(tenant.project_id, "r"))
+        assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
+
+    @pytest.mark.parametrize("role", ["billing", "dataops", "auditor"])
+    def test_other_staff_roles_cannot_ingest(
+        self, client: TestClient, db: Database, tenant: Tenant, role: str
+    ) -> None:
+        response = post(client, make_staff_key(db, role), event(tenant.project_id, "r"))
+        assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
+
+
+class TestClosedPeriods:
+    def test_late_event_becomes_adjustment_in_next_open_period(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        with db.session() as session:
+            close_period(session, period="2026-03", actor="test")
+            close_period(session, period="2026-04", actor="test")
+        post(client, admin_headers, event(tenant.project_id, "late"))
+        row = ledger_rows(db)["late"]
+        assert (row.usage_period, row.billing_period, row.is_adjustment) == (
+            "2026-03",
+            "2026-05",
+            True,
+        )
+
+    def test_december_rolls_into_january(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        with db.session() as session:
+            close_period(session, period="2026-12", actor="test")
+        post(client, admin_headers, event(tenant.project_id, "d", created="2026-12-31T23:59:59Z"))
+        assert ledger_rows(db)["d"].billing_period == "2027-01"
