@@ -83,11 +83,20 @@ class Database:
         return session_scope(self.factory)
 
 
-def _build_database(backend: str, tmp: Path, worker: str) -> Database:
+def _drop_pg_database(url: str) -> None:
+    target = make_url(url)
+    admin = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _build_database(backend: str, tmp: Path, name: str) -> Database:
     if backend == "sqlite":
         url = f"sqlite:///{tmp / 'mip.sqlite3'}"
     else:
-        url = _create_pg_database(f"mip_test_{worker}")
+        url = _create_pg_database(name)
     upgrade(url)
     engine = create_db_engine(url)
     with engine.connect() as conn:
@@ -103,6 +112,8 @@ def databases(
     yield built
     for database in built.values():
         database.engine.dispose()
+        if database.backend == "postgresql":
+            _drop_pg_database(database.url)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -114,8 +125,10 @@ def db(
 ) -> Database:
     backend: str = request.param
     if backend not in databases:
+        # Unique per run and worker: concurrent suites on one server never share a database.
+        name = f"mip_test_{os.getpid()}_{worker_id}"
         databases[backend] = _build_database(
-            backend, tmp_path_factory.mktemp(f"db-{backend}"), worker_id
+            backend, tmp_path_factory.mktemp(f"db-{backend}"), name
         )
     database = databases[backend]
     database.reset()
