@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.kit.migrate import current_heads
 from tests.conftest import Tenant
 
 
@@ -33,7 +35,7 @@ class TestHealth:
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ready"
-        assert body["schema_revision"] == "0001"
+        assert body["schema_revision"] == current_heads()[0]
 
     def test_request_ids_differ(self, client: TestClient) -> None:
         first = client.get("/healthz").headers["dg-request-id"]
@@ -70,6 +72,15 @@ class TestErrorBodies:
             headers={**admin_headers, "content-type": "application/json"},
         )
         assert_error(response, 400, "Bad Request")
+
+    def test_crash_is_500_body_with_request_id(self, app: FastAPI) -> None:
+        def boom() -> None:
+            raise RuntimeError("unexpected")
+
+        app.add_api_route("/test-only/boom", boom)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            body = assert_error(client.get("/test-only/boom"), 500, "INTERNAL_SERVER_ERROR")
+        assert "unexpected" not in str(body["err_msg"])  # internals are logged, not returned
 
     def test_openapi_lists_endpoints(self, client: TestClient, tenant: Tenant) -> None:
         paths = client.get("/openapi.json").json()["paths"]

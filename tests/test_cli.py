@@ -1,0 +1,162 @@
+"""The bootstrap CLI, the way a new installation and its scripts use it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from app.cli import app as cli_app
+from app.kit.settings import get_settings
+from tests.conftest import Database
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    monkeypatch.setenv("MIP_DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    yield db
+    get_settings.cache_clear()
+
+
+def mip(*args: str) -> Any:
+    result = runner.invoke(cli_app, list(args))
+    return result
+
+
+def mip_json(*args: str) -> Any:
+    result = mip(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+class TestBootstrap:
+    def test_org_project_key_staff_key_with_json(
+        self, cli_env: Database, client: TestClient
+    ) -> None:
+        org = mip_json("orgs", "create", "Acme", "--plan", "growth")
+        assert org["plan"] == "growth"
+        project = mip_json("projects", "create", "Web", "--org", org["id"])
+        assert project["org_id"] == org["id"]
+        key = mip_json("keys", "create", "--project", project["id"], "--scope", "member")
+        assert len(key["key"]) == 40
+        assert key["scopes"] == ["member"]
+        staff = mip_json("staff", "create-key", "--role", "billing")
+        assert staff["role"] == "billing"
+        # The printed secrets work as API keys.
+        assert uuid.UUID(key["id"])
+        response = client.post(
+            "/v1/governance/ledger/events",
+            json={"events": []},
+            headers={"Authorization": f"Token {key['key']}"},
+        )
+        assert response.status_code == 403  # authenticated, but a project key cannot ingest
+        response = client.post(
+            "/v1/governance/ledger/events",
+            json={"events": []},
+            headers={"Authorization": f"Bearer {staff['key']}"},
+        )
+        assert response.status_code == 403  # billing role, authenticated
+
+    def test_enterprise_with_contract(self, cli_env: Database) -> None:
+        org = mip_json(
+            "orgs",
+            "create",
+            "Big",
+            "--plan",
+            "enterprise",
+            "--contract-rate",
+            "0.0040",
+            "--contract-rate",
+            "medical=0.0061",
+            "--contract-opt-out",
+        )
+        assert org["contract_rates_micros_per_minute"] == {"*": 4000, "medical": 6100}
+        assert org["contract_opt_out"] is True
+        updated = mip_json("orgs", "update", org["id"], "--no-contract-opt-out")
+        assert updated["contract_opt_out"] is False
+
+    def test_key_list_never_shows_secrets(self, cli_env: Database) -> None:
+        org = mip_json("orgs", "create", "Acme", "--plan", "growth")
+        project = mip_json("projects", "create", "Web", "--org", org["id"])
+        key = mip_json("keys", "create", "--project", project["id"])
+        listed = mip("keys", "list", "--project", project["id"], "--json")
+        assert key["key"] not in listed.output
+        assert json.loads(listed.stdout)[0]["prefix"] == key["key"][:8]
+        revoked = mip_json("keys", "revoke", key["id"])
+        assert revoked["revoked_at"]
+
+    def test_audit_verify_after_bootstrap(self, cli_env: Database) -> None:
+        mip_json("orgs", "create", "Acme", "--plan", "growth")
+        report = mip_json("audit", "verify")
+        assert report["ok"] is True
+        assert report["entries"] == 1
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["orgs", "create", "X", "--plan", "free"], "Unknown plan"),
+            (["orgs", "create", "X", "--plan", "enterprise"], "contract rate"),
+            (["orgs", "create", "X", "--plan", "growth", "--contract-opt-out"], "enterprise"),
+            (["orgs", "create", "X", "--plan", "enterprise", "--contract-rate", "abc"], "dollar"),
+            (
+                ["orgs", "create", "X", "--plan", "enterprise", "--contract-rate", "0.0000001"],
+                "6 decimal",
+            ),
+            (["staff", "create-key", "--role", "root"], "Unknown role"),
+            (["projects", "create", "W", "--org", str(uuid.UUID(int=1))], "not found"),
+        ],
+    )
+    def test_clear_error_and_exit_1(self, cli_env: Database, args: list[str], message: str) -> None:
+        result = mip(*args)
+        assert result.exit_code != 0
+        assert message in result.output or message in str(result.exception)
+
+    def test_scope_must_exist(self, cli_env: Database) -> None:
+        org = mip_json("orgs", "create", "Acme", "--plan", "growth")
+        project = mip_json("projects", "create", "Web", "--org", org["id"])
+        result = mip("keys", "create", "--project", project["id"], "--scope", "god")
+        assert result.exit_code != 0
+        assert "Unknown scope" in str(result.exception)
+
+
+class TestConfigShow:
+    def test_masks_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MIP_DATABASE_URL", "postgresql://mip:hunter2@db:5432/mip")
+        monkeypatch.setenv("MIP_BOOTSTRAP_ADMIN_KEY", "s3cr3t-bootstrap-value")
+        get_settings.cache_clear()
+        try:
+            result = mip("config", "show", "--json")
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0
+        assert "hunter2" not in result.output
+        assert "s3cr3t" not in result.output
+        values = json.loads(result.stdout)
+        assert values["bootstrap_admin_key"] == "***"
+        assert values["database_url"] == "postgresql://mip:***@db:5432/mip"
+        assert values["port"] == 8000
+
+    def test_every_command_has_help(self) -> None:
+        for args in (
+            ["--help"],
+            ["orgs", "create", "--help"],
+            ["keys", "create", "--help"],
+            ["staff", "create-key", "--help"],
+            ["migrate", "--help"],
+            ["serve", "--help"],
+            ["worker", "--help"],
+            ["audit", "verify", "--help"],
+        ):
+            result = mip(*args)
+            assert result.exit_code == 0, args
+            assert "Usage" in result.output
