@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from app.audit.cli import audit_app
+from app.billing.cli import billing_app
 from app.kit.cli import err_console, print_json, print_record
 from app.kit.errors import MIPError
 from app.kit.settings import get_settings
@@ -29,6 +30,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(staff_app, name="staff")
 app.add_typer(prices_app, name="prices")
 app.add_typer(audit_app, name="audit")
+app.add_typer(billing_app, name="billing")
 
 
 @config_app.command("show")

@@ -7,12 +7,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.audit.endpoints import router as audit_router
+from app.billing.endpoints import router as billing_router
 from app.health.endpoints import router as health_router
 from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.http import RequestContextMiddleware, install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
 from app.ledger.endpoints import router as ledger_router
+from app.pricing.endpoints import router as pricing_router
+from app.tenancy.endpoints import router as tenancy_router
+from app.usage.endpoints import router as usage_router
 
 API_DESCRIPTION = """
 Model Improvement Program governance. Two families of endpoints:
@@ -47,6 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
-    for router in (health_router, ledger_router):
+    for router in (
+        health_router,
+        ledger_router,
+        pricing_router,
+        audit_router,
+        tenancy_router,
+        usage_router,
+        billing_router,
+    ):
         app.include_router(router)
     return app

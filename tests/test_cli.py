@@ -107,7 +107,10 @@ class TestBadInput:
             (["orgs", "create", "X", "--plan", "free"], "Unknown plan"),
             (["orgs", "create", "X", "--plan", "enterprise"], "contract rate"),
             (["orgs", "create", "X", "--plan", "growth", "--contract-opt-out"], "enterprise"),
-            (["orgs", "create", "X", "--plan", "enterprise", "--contract-rate", "abc"], "dollar"),
+            (
+                ["orgs", "create", "X", "--plan", "enterprise", "--contract-rate", "abc"],
+                "USD amount",
+            ),
             (
                 ["orgs", "create", "X", "--plan", "enterprise", "--contract-rate", "0.0000001"],
                 "6 decimal",

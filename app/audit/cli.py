@@ -24,10 +24,12 @@ def verify(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
                 "entries": report.entries,
                 "first_bad_seq": report.first_bad_seq,
                 "reason": report.reason,
+                "head_hash": report.head_hash,
             }
         )
     elif report.ok:
         console.print(f"[green]Audit log verified:[/green] {report.entries} entries.")
+        console.print(f"Head hash: {report.head_hash or '(empty log)'}", soft_wrap=True)
     else:
         err_console.print(
             f"[red]Audit log broken at entry {report.first_bad_seq}:[/red] {report.reason}."

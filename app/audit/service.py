@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,10 @@ def record_event(
     if session.get_bind().dialect.name == "postgresql":
         # Held until the transaction ends, so two writers never chain onto the same entry.
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    else:
+        # SQLite: a no-op write takes the database write lock now, before reading the last
+        # entry; otherwise two writers both read seq N and one fails on seq N + 1.
+        session.execute(text("UPDATE audit_entries SET seq = seq WHERE 0"))
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
@@ -113,19 +118,33 @@ class ChainReport:
     ok: bool
     first_bad_seq: int | None = None
     reason: str | None = None
+    # The last entry's hash when the whole chain verifies: an auditor who keeps it can later
+    # prove that nothing before it was changed, removed or truncated.
+    head_hash: str | None = None
 
 
-def iter_entries(session: Session, *, batch: int = 1000) -> Iterator[AuditEntry]:
+def iter_entries(session: Session, *, batch: int = 1000) -> Generator[AuditEntry]:
     stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=batch)
-    yield from session.scalars(stmt)
+    result = session.scalars(stmt)
+    try:
+        yield from result
+    finally:
+        # yield_per streams through a server-side cursor on PostgreSQL: a caller that stops
+        # early (verify_chain at the first bad entry) must not leave it open.
+        result.close()
 
 
 def verify_chain(session: Session) -> ChainReport:
     """Walk the whole log; report the first entry that does not verify and why."""
+    with closing(iter_entries(session)) as entries:
+        return _walk(entries)
+
+
+def _walk(entries: Iterator[AuditEntry]) -> ChainReport:
     expected_prev = GENESIS_HASH
     expected_seq = 1
     count = 0
-    for entry in iter_entries(session):
+    for entry in entries:
         count += 1
         if entry.seq != expected_seq:
             return ChainReport(count, False, entry.seq, f"expected seq {expected_seq}")
@@ -135,4 +154,4 @@ def verify_chain(session: Session) -> ChainReport:
             return ChainReport(count, False, entry.seq, "content does not match its hash")
         expected_prev = entry.entry_hash
         expected_seq += 1
-    return ChainReport(count, True)
+    return ChainReport(count, True, head_hash=expected_prev if count else None)

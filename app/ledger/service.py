@@ -265,8 +265,14 @@ def record_request(session: Session, event: LedgerEventIn) -> LedgerEntry:
 
 
 def close_period(session: Session, *, period: str, actor: str) -> BillingPeriod:
-    """Close a billing month; later events for it become adjustments in the next open month."""
+    """Close a billing month; later events for it become adjustments in the next open month.
+
+    Only a month that has ended can be closed: closing a running month would turn all of its
+    remaining usage into adjustments.
+    """
     validate_period(period)
+    if period >= period_of(utcnow()):
+        raise BadRequest(f"Billing period {period} has not ended yet; it cannot be closed.")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PERIOD_LOCK_KEY})
     row = repository.get_period(session, period)

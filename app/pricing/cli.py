@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from app.kit.cli import CLI_ACTOR, cli_session, print_json, print_record, print_table
+from app.kit.money import usd_to_micros
 from app.pricing import service
-from app.tenancy.service import dollars_to_micros
 
 prices_app = typer.Typer(help="The price book: rate per audio minute by plan and model tier.")
 
@@ -55,7 +55,7 @@ def set_price(
             session,
             plan=plan,
             tier=tier,
-            rate_micros_per_minute=dollars_to_micros(rate),
+            rate_micros_per_minute=usd_to_micros(rate),
             effective_from=effective_from.replace(tzinfo=dt.UTC),
             version=version,
             actor=CLI_ACTOR,

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
-from app.kit.errors import BadRequest
+from app.kit.errors import BadRequest, Conflict
 from app.tables.pricing import PriceBookEntry
 from app.tables.tenancy import Organization
 
@@ -35,6 +36,10 @@ _SIXTY = Decimal(60)
 
 class PricingError(BadRequest):
     """No rate applies (no price-book row, or an enterprise contract without a rate)."""
+
+
+class DuplicatePrice(Conflict):
+    """A price-book row already exists for this plan, tier and start date."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,13 @@ def price_request(
     return Price(org.plan, version, rate, discount_bps, *amounts)
 
 
+def _duplicate_message(plan: str, tier: str, effective_from: dt.datetime) -> str:
+    return (
+        f"The price book already has a rate for plan '{plan}', tier '{tier}' effective from "
+        f"{effective_from.astimezone(dt.UTC).isoformat()}; choose another effective_from."
+    )
+
+
 def set_price(
     session: Session,
     *,
@@ -139,6 +151,16 @@ def set_price(
         raise PricingError("The rate must be non-negative.")
     if not tier or not version:
         raise PricingError("Tier and version must not be empty.")
+    duplicate = _duplicate_message(plan, tier, effective_from)
+    existing = session.scalars(
+        select(PriceBookEntry.id).where(
+            PriceBookEntry.plan == plan,
+            PriceBookEntry.tier == tier,
+            PriceBookEntry.effective_from == effective_from,
+        )
+    ).first()
+    if existing is not None:
+        raise DuplicatePrice(duplicate)
     entry = PriceBookEntry(
         plan=plan,
         tier=tier,
@@ -147,7 +169,11 @@ def set_price(
         version=version,
     )
     session.add(entry)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # Another writer added the same row between our check and our write.
+        raise DuplicatePrice(duplicate) from exc
     record_event(
         session,
         actor=actor,

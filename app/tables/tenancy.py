@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db import Base, UTCDateTime, utcnow
@@ -36,6 +46,10 @@ class Organization(Base):
     contract_rates: Mapped[dict[str, int] | None] = mapped_column(JSON)
     contract_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    # Prepaid credit in micro-dollars; the balance is this minus every ledger amount of the org.
+    prepaid_credit_micros: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default=text("0")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from app.kit.cli import CLI_ACTOR, cli_session, console, print_json, print_record, print_table
 from app.kit.errors import NotFound
+from app.kit.money import micros_to_usd, usd_to_micros
 from app.tenancy import repository, service
 
 resellers_app = typer.Typer(help="Resellers (optional owners of customer organizations).")
@@ -26,7 +27,7 @@ def _parse_rates(values: list[str]) -> dict[str, int] | None:
     rates: dict[str, int] = {}
     for value in values:
         tier, sep, amount = value.rpartition("=")
-        rates[tier if sep else "*"] = service.dollars_to_micros(amount)
+        rates[tier if sep else "*"] = usd_to_micros(amount)
     return rates or None
 
 
@@ -50,6 +51,7 @@ def _org_out(org_id: uuid.UUID) -> dict[str, object]:
             "contract_opt_out": org.contract_opt_out,
             "retention_days": org.retention_days,
             "reseller_id": str(org.reseller_id) if org.reseller_id else None,
+            "prepaid_credit_usd": micros_to_usd(org.prepaid_credit_micros),
         }
 
 
@@ -69,6 +71,9 @@ def create_org(
     ] = False,
     retention_days: Annotated[int, typer.Option(help="Days samples are kept.")] = 30,
     reseller: Annotated[str | None, typer.Option(help="Owning reseller id.")] = None,
+    prepaid_credit: Annotated[
+        str, typer.Option("--prepaid-credit", help="Prepaid credit in USD, e.g. 250.00.")
+    ] = "0",
     json_output: JsonOpt = False,
 ) -> None:
     """Create an organization."""
@@ -82,6 +87,7 @@ def create_org(
             contract_opt_out=contract_opt_out,
             retention_days=retention_days,
             reseller_id=uuid.UUID(reseller) if reseller else None,
+            prepaid_credit_micros=usd_to_micros(prepaid_credit),
         )
         org_id = org.id
     out = _org_out(org_id)
@@ -99,6 +105,9 @@ def update_org(
         bool | None, typer.Option("--contract-opt-out/--no-contract-opt-out")
     ] = None,
     retention_days: Annotated[int | None, typer.Option()] = None,
+    prepaid_credit: Annotated[
+        str | None, typer.Option("--prepaid-credit", help="New prepaid credit in USD.")
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Change an organization's plan or contract (audit-logged; past rows keep their price)."""
@@ -111,6 +120,9 @@ def update_org(
             contract_rates=_parse_rates(contract_rate) if contract_rate else None,
             contract_opt_out=contract_opt_out,
             retention_days=retention_days,
+            prepaid_credit_micros=(
+                usd_to_micros(prepaid_credit) if prepaid_credit is not None else None
+            ),
         )
     out = _org_out(uuid.UUID(org_id))
     print_json(out) if json_output else print_record("Organization updated", out)

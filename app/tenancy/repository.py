@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from app.kit.db import utcnow
 from app.kit.errors import NotFound
+from app.tables.ledger import LedgerEntry
 from app.tables.tenancy import ApiKey, Organization, Project, Reseller
 
 
@@ -69,13 +73,43 @@ def get_project_key(session: Session, *, project_id: uuid.UUID, key_id: uuid.UUI
 
 
 def list_project_keys(
-    session: Session, *, project_id: uuid.UUID, include_revoked: bool = False
+    session: Session,
+    *,
+    project_id: uuid.UUID,
+    include_revoked: bool = False,
+    status: Literal["active", "expired"] | None = None,
+    now: dt.datetime | None = None,
 ) -> Sequence[ApiKey]:
+    """A project's keys; ``status`` keeps the unexpired or the expired ones as of ``now``."""
     stmt = select(ApiKey).where(ApiKey.project_id == project_id).order_by(ApiKey.created_at)
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    if status is not None:
+        now = now or utcnow()
+        if status == "active":
+            stmt = stmt.where(or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+        else:
+            stmt = stmt.where(ApiKey.expires_at <= now)
     return session.scalars(stmt).all()
 
 
 def get_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
     return session.get(ApiKey, key_id)
+
+
+def list_resellers(session: Session) -> Sequence[Reseller]:
+    return session.scalars(select(Reseller).order_by(Reseller.created_at)).all()
+
+
+def get_balance_micros(session: Session, *, organization_id: uuid.UUID) -> int | None:
+    """Prepaid credit minus every ledger amount of the organization, summed in the database."""
+    spent = (
+        select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0))
+        .where(LedgerEntry.organization_id == organization_id)
+        .scalar_subquery()
+    )
+    balance = session.scalar(
+        select(Organization.prepaid_credit_micros - spent).where(Organization.id == organization_id)
+    )
+    # PostgreSQL sums BIGINT as NUMERIC: back to an exact int.
+    return None if balance is None else int(balance)

@@ -4,37 +4,45 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
-from app.kit.auth import Role, Scope, expand_scopes, generate_api_key, hash_api_key
+from app.kit.auth import Principal, Role, Scope, expand_scopes, generate_api_key, hash_api_key
 from app.kit.db import utcnow
-from app.kit.errors import BadRequest, NotFound
+from app.kit.errors import BadRequest, Forbidden, NotFound
+from app.kit.money import MICROS_PER_USD
 from app.tables.tenancy import ApiKey, Organization, Project, Reseller
 from app.tenancy import repository
 
 PLANS = ("pay_as_you_go", "growth", "enterprise")
-MICROS_PER_DOLLAR = 1_000_000
+# A trillion dollars: far above any real credit, far below BIGINT, so sums cannot overflow.
+MAX_CREDIT_MICROS = 10**18
 
 
 class InvalidTenancyInput(BadRequest):
     """A tenancy value that cannot be accepted (plan, contract, scope, role, expiry)."""
 
 
-def dollars_to_micros(value: str) -> int:
-    """``"0.0043"`` → ``4300``. Refuses floats' rounding: at most 6 decimal places."""
-    try:
-        amount = Decimal(value)
-    except InvalidOperation as exc:
-        raise InvalidTenancyInput(f"'{value}' is not a dollar amount.") from exc
-    micros = amount * MICROS_PER_DOLLAR
-    if not amount.is_finite() or micros != micros.to_integral_value() or amount < 0:
+class ScopeEscalation(Forbidden):
+    """A key tried to create a key with scopes it does not hold itself."""
+
+
+class KeyNotFound(NotFound):
+    """No live key with this id in this project (revoked keys count as deleted)."""
+
+
+_BUNDLE_NAMES = frozenset({Scope.MEMBER, Scope.ADMIN})
+# Staff roles that may list every project (as Deepgram's GET /v1/projects).
+PROJECT_LIST_ROLES = frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR})
+
+
+def _check_credit(prepaid_credit_micros: int) -> None:
+    if not 0 <= prepaid_credit_micros <= MAX_CREDIT_MICROS:
         raise InvalidTenancyInput(
-            f"'{value}' must be a non-negative dollar amount with at most 6 decimal places."
+            f"Prepaid credit must be between 0 and {MAX_CREDIT_MICROS // MICROS_PER_USD} USD."
         )
-    return int(micros)
 
 
 def _check_contract(
@@ -78,8 +86,10 @@ def create_organization(
     contract_opt_out: bool = False,
     retention_days: int = 30,
     reseller_id: uuid.UUID | None = None,
+    prepaid_credit_micros: int = 0,
 ) -> Organization:
     _check_contract(plan, contract_rates, contract_opt_out)
+    _check_credit(prepaid_credit_micros)
     if retention_days <= 0:
         raise InvalidTenancyInput("Retention days must be positive.")
     if reseller_id is not None and repository.get_reseller(session, reseller_id) is None:
@@ -91,6 +101,7 @@ def create_organization(
         contract_opt_out=contract_opt_out,
         retention_days=retention_days,
         reseller_id=reseller_id,
+        prepaid_credit_micros=prepaid_credit_micros,
     )
     session.add(org)
     session.flush()
@@ -108,6 +119,7 @@ def create_organization(
             "contract_opt_out": contract_opt_out,
             "retention_days": retention_days,
             "reseller_id": str(reseller_id) if reseller_id else None,
+            "prepaid_credit_micros": prepaid_credit_micros,
         },
     )
     return org
@@ -122,6 +134,7 @@ def update_contract(
     contract_rates: dict[str, int] | None = None,
     contract_opt_out: bool | None = None,
     retention_days: int | None = None,
+    prepaid_credit_micros: int | None = None,
 ) -> Organization:
     """Change plan or contract terms. Ledger rows keep the terms they were priced with."""
     org = repository.get_organization_or_raise(session, organization_id)
@@ -130,6 +143,7 @@ def update_contract(
         "contract_rates": org.contract_rates,
         "contract_opt_out": org.contract_opt_out,
         "retention_days": org.retention_days,
+        "prepaid_credit_micros": org.prepaid_credit_micros,
     }
     new_plan = plan if plan is not None else org.plan
     new_rates = contract_rates if contract_rates is not None else org.contract_rates
@@ -141,6 +155,9 @@ def update_contract(
     _check_contract(new_plan, new_rates, new_opt_out)
     if retention_days is not None and retention_days <= 0:
         raise InvalidTenancyInput("Retention days must be positive.")
+    if prepaid_credit_micros is not None:
+        _check_credit(prepaid_credit_micros)
+        org.prepaid_credit_micros = prepaid_credit_micros
     org.plan = new_plan
     org.contract_rates = new_rates or None
     org.contract_opt_out = new_opt_out
@@ -152,6 +169,7 @@ def update_contract(
         "contract_rates": org.contract_rates,
         "contract_opt_out": org.contract_opt_out,
         "retention_days": org.retention_days,
+        "prepaid_credit_micros": org.prepaid_credit_micros,
     }
     record_event(
         session,
@@ -205,10 +223,23 @@ def create_project_key(
     comment: str = "",
     tags: list[str] | None = None,
     expires_at: dt.datetime | None = None,
+    grantor_scopes: frozenset[Scope] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; the secret is returned once and only its hash is stored."""
+    """Create a key; the secret is returned once and only its hash is stored.
+
+    ``grantor_scopes`` are the scopes of the project key asking (``None`` for staff and the
+    CLI): a key can only hand out scopes it holds itself.
+    """
     project = repository.get_project_or_raise(session, project_id)
     clean_scopes = _validate_scopes(scopes if scopes is not None else [Scope.MEMBER.value])
+    if grantor_scopes is not None:
+        # Compare what the scopes allow, not their names: an admin key may grant "member".
+        missing = expand_scopes(clean_scopes) - grantor_scopes - _BUNDLE_NAMES
+        if missing:
+            raise ScopeEscalation(
+                "A key cannot grant scopes it does not hold: "
+                f"{', '.join(sorted(s.value for s in missing))}."
+            )
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidTenancyInput("The expiration date must be in the future.")
     secret = generate_api_key()
@@ -288,3 +319,32 @@ def revoke_key(session: Session, *, key: ApiKey, actor: str) -> ApiKey:
 
 def scopes_of(key: ApiKey) -> frozenset[Scope]:
     return expand_scopes(key.scopes)
+
+
+def projects_visible_to(session: Session, principal: Principal) -> Sequence[Project]:
+    """A project key sees its own project; admin, billing and auditor staff see them all."""
+    if principal.is_staff:
+        if principal.role not in PROJECT_LIST_ROLES:
+            raise Forbidden(f"Role {principal.role} cannot list projects.")
+        return repository.list_projects(session)
+    if Scope.PROJECT_READ not in principal.scopes:
+        raise Forbidden(f"This key lacks the '{Scope.PROJECT_READ.value}' scope.")
+    assert principal.project_id is not None  # a project key always names its project
+    return [repository.get_project_or_raise(session, principal.project_id)]
+
+
+def get_live_project_key_or_raise(
+    session: Session, *, project_id: uuid.UUID, key_id: uuid.UUID
+) -> ApiKey:
+    key = repository.get_project_key(session, project_id=project_id, key_id=key_id)
+    if key is None or key.revoked_at is not None:
+        raise KeyNotFound(f"API key {key_id} not found.")
+    return key
+
+
+def balance_micros(session: Session, *, organization_id: uuid.UUID) -> int:
+    """Prepaid credit minus everything the organization's ledger rows were billed."""
+    balance = repository.get_balance_micros(session, organization_id=organization_id)
+    if balance is None:
+        raise NotFound(f"Organization {organization_id} not found.")
+    return balance

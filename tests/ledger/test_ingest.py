@@ -272,6 +272,16 @@ class TestClosedPeriods:
         self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
     ) -> None:
         with db.session() as session:
-            close_period(session, period="2026-12", actor="test")
-        post(client, admin_headers, event(tenant.project_id, "d", created="2026-12-31T23:59:59Z"))
-        assert ledger_rows(db)["d"].billing_period == "2027-01"
+            close_period(session, period="2025-12", actor="test")
+        post(client, admin_headers, event(tenant.project_id, "d", created="2025-12-31T23:59:59Z"))
+        assert ledger_rows(db)["d"].billing_period == "2026-01"
+
+    def test_running_month_cannot_be_closed(self, db: Database) -> None:
+        from app.kit.db import utcnow
+        from app.kit.errors import BadRequest
+        from app.ledger.service import period_of
+
+        with db.session() as session, pytest.raises(BadRequest, match="has not ended"):
+            close_period(session, period=period_of(utcnow()), actor="test")
+        with db.session() as session, pytest.raises(BadRequest, match="has not ended"):
+            close_period(session, period="2999-01", actor="test")

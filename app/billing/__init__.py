@@ -1,0 +1,1 @@
+"""Billing: period reports, invoice reconciliation and period close for the billing team."""
