@@ -50,12 +50,24 @@ def migrate(
     """Apply the database migrations (creates the SQLite file on first run)."""
     from app.kit import migrate as migrations
 
-    url = get_settings().effective_database_url
+    settings = get_settings()
+    url = settings.effective_database_url
     if downgrade:
         migrations.downgrade(url, revision)
-    else:
-        migrations.upgrade(url, revision)
+        err_console.print(f"Database at {revision}.")
+        return
+    migrations.upgrade(url, revision)
     err_console.print(f"Database at {revision}.")
+    if settings.bootstrap_admin_key is not None and revision == "head":
+        from app.kit.cli import CLI_ACTOR, cli_session
+        from app.tenancy.service import ensure_bootstrap_admin_key
+
+        with cli_session() as session:
+            created = ensure_bootstrap_admin_key(
+                session, secret=settings.bootstrap_admin_key.get_secret_value(), actor=CLI_ACTOR
+            )
+        if created:
+            err_console.print("Bootstrap admin key registered (MIP_BOOTSTRAP_ADMIN_KEY).")
 
 
 @app.command()

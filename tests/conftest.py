@@ -13,13 +13,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
+from deepgram import DeepgramClient, DeepgramClientEnvironment
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, insert, select, text
@@ -229,6 +231,31 @@ def live_server(app: FastAPI) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+SdkFactory = Callable[[str], DeepgramClient]
+
+
+@pytest.fixture
+def sdk(live_server: str) -> Iterator[SdkFactory]:
+    """Official Deepgram SDK clients (``sdk(api_key)``) pointed at the live server.
+
+    They share one httpx client that the fixture closes, so no keep-alive socket outlives the
+    test (an unclosed socket is a ResourceWarning, an error here) and the server stops at once.
+    """
+    ws = live_server.replace("http://", "ws://")
+    environment = DeepgramClientEnvironment(
+        base=live_server, production=ws, agent=ws, agent_rest=live_server
+    )
+    http = httpx.Client(timeout=30)
+
+    def build(api_key: str) -> DeepgramClient:
+        return DeepgramClient(
+            api_key=api_key, environment=environment, max_retries=0, httpx_client=http
+        )
+
+    yield build
+    http.close()
 
 
 __all__ = ["Database", "Tenant", "free_port", "make_staff_key", "make_tenant"]

@@ -163,3 +163,32 @@ class TestConfigShow:
             result = mip(*args)
             assert result.exit_code == 0, args
             assert "Usage" in result.output
+
+
+class TestBootstrapAdminKey:
+    def test_migrate_registers_the_key_once(
+        self, cli_env: Database, monkeypatch: pytest.MonkeyPatch, client: TestClient
+    ) -> None:
+        secret = "b" * 40
+        monkeypatch.setenv("MIP_BOOTSTRAP_ADMIN_KEY", secret)
+        get_settings.cache_clear()
+        first = mip("migrate")
+        second = mip("migrate")
+        assert first.exit_code == 0, first.output
+        assert second.exit_code == 0, second.output
+        assert "Bootstrap admin key registered" in first.output
+        assert "Bootstrap admin key registered" not in second.output
+        assert secret not in first.output
+        response = client.get(
+            "/v1/governance/organizations", headers={"Authorization": f"Token {secret}"}
+        )
+        assert response.status_code == 200, response.text
+        entries = mip_json("audit", "list")
+        assert [e["action"] for e in entries].count("api_key.created") == 1
+
+    def test_short_key_is_refused(self, cli_env: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MIP_BOOTSTRAP_ADMIN_KEY", "short")
+        get_settings.cache_clear()
+        result = mip("migrate")
+        assert result.exit_code != 0
+        assert "at least 32" in str(result.exception)

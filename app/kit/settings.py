@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=10_000, ge=1, le=100_000)
     # Optional installation secret used as a bootstrap admin key by docker-compose; stored hashed.
     bootstrap_admin_key: SecretStr | None = None
+
+    @field_validator("bootstrap_admin_key", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes "${VAR:-}" as an empty string when the variable is not set.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -36,6 +36,7 @@ class LedgerEntry(Base):
         CheckConstraint("list_amount_micros = discount_micros + amount_micros", name="amounts"),
         Index("ix_ledger_entries_billing_period_org", "billing_period", "organization_id"),
         Index("ix_ledger_entries_project_created", "project_id", "created_at"),
+        Index("ix_ledger_entries_org_created", "organization_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -268,14 +268,15 @@ def create_project_key(
 
 
 def create_staff_key(
-    session: Session, *, role: str, actor: str, comment: str = ""
+    session: Session, *, role: str, actor: str, comment: str = "", secret: str | None = None
 ) -> tuple[ApiKey, str]:
+    """A staff key with a role; ``secret`` only for an operator-chosen bootstrap key."""
     try:
         clean_role = Role(role)
     except ValueError as exc:
         roles = ", ".join(r.value for r in Role)
         raise InvalidTenancyInput(f"Unknown role '{role}'; expected one of {roles}.") from exc
-    secret = generate_api_key()
+    secret = secret or generate_api_key()
     key = ApiKey(
         role=clean_role.value,
         scopes=[],
@@ -296,6 +297,25 @@ def create_staff_key(
         details={"role": clean_role.value, "comment": comment},
     )
     return key, secret
+
+
+BOOTSTRAP_COMMENT = "bootstrap admin key (MIP_BOOTSTRAP_ADMIN_KEY)"
+
+
+def ensure_bootstrap_admin_key(session: Session, *, secret: str, actor: str) -> bool:
+    """Make ``secret`` an admin staff key unless it already is one; True when created.
+
+    Lets a container deployment start with a known first key instead of a shell session. A
+    revoked bootstrap key stays revoked: it is never silently brought back.
+    """
+    if len(secret) < 32:
+        raise InvalidTenancyInput("MIP_BOOTSTRAP_ADMIN_KEY must be at least 32 characters.")
+    if repository.get_key_by_hash(session, hash_api_key(secret)) is not None:
+        return False
+    create_staff_key(
+        session, role=Role.ADMIN.value, actor=actor, comment=BOOTSTRAP_COMMENT, secret=secret
+    )
+    return True
 
 
 def revoke_key(session: Session, *, key: ApiKey, actor: str) -> ApiKey:

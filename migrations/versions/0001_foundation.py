@@ -246,6 +246,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_ledger_entries_project_created", ["project_id", "created_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_ledger_entries_org_created", ["organization_id", "created_at"], unique=False
+        )
 
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_APPEND_ONLY)
@@ -286,6 +289,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_entries_no_update ON audit_entries")
         op.execute("DROP FUNCTION IF EXISTS audit_entries_append_only()")
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_ledger_entries_org_created")
         batch_op.drop_index("ix_ledger_entries_project_created")
         batch_op.drop_index("ix_ledger_entries_billing_period_org")
 

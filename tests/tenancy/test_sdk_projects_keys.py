@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import httpx
 import pytest
-from deepgram import BadRequestError, DeepgramClient, DeepgramClientEnvironment
+from deepgram import BadRequestError
 from deepgram.core.api_error import ApiError
 
 from app.kit.money import usd_to_micros
 from app.tenancy import service
-from tests.conftest import Database, Tenant, make_tenant
+from tests.conftest import Database, SdkFactory, Tenant, make_tenant
 from tests.tenancy.helpers import ingest
-
-SDK = Callable[[str], DeepgramClient]
-
-
-@pytest.fixture
-def sdk(live_server: str) -> Iterator[SDK]:
-    """Build SDK clients against the live server; their connections are closed afterwards."""
-    ws = live_server.replace("http://", "ws://")
-    environment = DeepgramClientEnvironment(
-        base=live_server, production=ws, agent=ws, agent_rest=live_server
-    )
-    # Our own httpx client, so the test closes its keep-alive sockets (and the server stops
-    # at once instead of waiting for them).
-    http = httpx.Client(timeout=10)
-
-    def build(api_key: str) -> DeepgramClient:
-        return DeepgramClient(
-            api_key=api_key, environment=environment, max_retries=0, httpx_client=http
-        )
-
-    yield build
-    http.close()
 
 
 @pytest.fixture
@@ -43,7 +18,7 @@ def owner(db: Database) -> Tenant:
 
 
 class TestProjectsWithSDK:
-    def test_list_and_get(self, sdk: SDK, db: Database, owner: Tenant) -> None:
+    def test_list_and_get(self, sdk: SdkFactory, db: Database, owner: Tenant) -> None:
         make_tenant(db, name="Other")
         projects = sdk(owner.key).manage.v1.projects
         listed = projects.list()
@@ -57,7 +32,9 @@ class TestProjectsWithSDK:
             False,
         )
 
-    def test_errors_surface_as_sdk_errors(self, sdk: SDK, db: Database, owner: Tenant) -> None:
+    def test_errors_surface_as_sdk_errors(
+        self, sdk: SdkFactory, db: Database, owner: Tenant
+    ) -> None:
         other = make_tenant(db, name="Other")
         projects = sdk(owner.key).manage.v1.projects
         with pytest.raises(ApiError) as not_found:
@@ -73,7 +50,7 @@ class TestProjectsWithSDK:
 
 
 class TestKeysWithSDK:
-    def test_create_get_list_delete(self, sdk: SDK, owner: Tenant) -> None:
+    def test_create_get_list_delete(self, sdk: SdkFactory, owner: Tenant) -> None:
         keys = sdk(owner.key).manage.v1.projects.keys
         project_id = str(owner.project_id)
         created = keys.create(
@@ -89,7 +66,7 @@ class TestKeysWithSDK:
         assert created.expiration_date.tzinfo is not None
         assert len(created.key) == 40
 
-        # The new key authenticates through the SDK and sees its project.
+        # The new key authenticates through the SdkFactory and sees its project.
         member_client = sdk(created.key)
         assert [p.project_id for p in member_client.manage.v1.projects.list().projects] == [
             project_id
@@ -119,7 +96,7 @@ class TestKeysWithSDK:
         assert revoked.value.status_code == 401
         assert [k.api_key.api_key_id for k in keys.list(project_id).api_keys] == [str(owner.key_id)]
 
-    def test_bad_create_and_escalation(self, sdk: SDK, db: Database) -> None:
+    def test_bad_create_and_escalation(self, sdk: SdkFactory, db: Database) -> None:
         grantor = make_tenant(db, scopes=["keys:write", "listen"])
         keys = sdk(grantor.key).manage.v1.projects.keys
         with pytest.raises(BadRequestError) as bad:
@@ -133,7 +110,9 @@ class TestKeysWithSDK:
 
 
 class TestBalancesWithSDK:
-    def test_credit_minus_ingested_spend(self, sdk: SDK, db: Database, tenant: Tenant) -> None:
+    def test_credit_minus_ingested_spend(
+        self, sdk: SdkFactory, db: Database, tenant: Tenant
+    ) -> None:
         with db.session() as session:
             service.update_contract(
                 session,

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from deepgram import DeepgramClient, DeepgramClientEnvironment
 from sqlalchemy import select
 
 from app.ledger.schemas import LedgerEventIn
@@ -143,29 +141,6 @@ def seed(db: Database) -> Seeded:
         stmt = select(LedgerEntry).where(LedgerEntry.project_id == tenant.project_id)
         rows = {r.request_id: r for r in session.scalars(stmt)}
     return Seeded(tenant, key2_id, events, rows, other)
-
-
-class SdkFactory:
-    """Builds SDK clients against the live server; closes their connections at teardown."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self._http: list[httpx.Client] = []
-
-    def __call__(self, key: str) -> DeepgramClient:
-        ws = self.base_url.replace("http://", "ws://")
-        environment = DeepgramClientEnvironment(
-            base=self.base_url, production=ws, agent=ws, agent_rest=self.base_url
-        )
-        http = httpx.Client(timeout=10)
-        self._http.append(http)
-        return DeepgramClient(
-            api_key=key, environment=environment, max_retries=0, httpx_client=http
-        )
-
-    def close(self) -> None:
-        for http in self._http:
-            http.close()
 
 
 def in_range(event: LedgerEventIn, start: str = START, end: str = END) -> bool:

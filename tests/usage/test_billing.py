@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from app.ledger.schemas import LedgerEventIn
-from tests.usage.helpers import END, START, SdkFactory, Seeded, dollars, pick
+from tests.conftest import SdkFactory
+from tests.usage.helpers import END, START, Seeded, dollars, pick
 
 
 def expected_dollars(

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from deepgram.core.api_error import ApiError
 
-from tests.usage.helpers import SdkFactory, Seeded, at
+from tests.conftest import SdkFactory
+from tests.usage.helpers import Seeded, at
 
 
 def ids(response: object) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
-from tests.conftest import Database
-from tests.usage.helpers import END, START, SdkFactory, Seeded, hours, pick, total_hours
+from tests.conftest import Database, SdkFactory
+from tests.usage.helpers import END, START, Seeded, hours, pick, total_hours
 
 
 def expected_groups(
