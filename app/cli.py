@@ -6,6 +6,8 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.audit.cli import audit_app
 from app.billing.cli import billing_app
@@ -113,6 +115,20 @@ def main() -> None:
         # Ids and dates typed on the command line (e.g. a malformed UUID).
         err_console.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+    except (OperationalError, ProgrammingError) as exc:
+        # Most often a database that was never migrated, or MIP_DATA_DIR relative to another
+        # working directory; the driver's message says which table or connection failed.
+        url = make_url(get_settings().effective_database_url).render_as_string(hide_password=True)
+        err_console.print(
+            f"[red]database error[/red] at {url}: {exc.orig}\n"
+            "Is this the right database (MIP_DATABASE_URL / MIP_DATA_DIR, relative to the "
+            "current directory) and is it migrated (`mip migrate`)?",
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 __all__ = ["app", "main", "print_json"]
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +196,20 @@ class TestBootstrapAdminKey:
         result = mip("migrate")
         assert result.exit_code != 0
         assert "at least 32" in str(result.exception)
+
+
+class TestUnmigratedDatabase:
+    def test_clear_message_not_a_traceback(self, tmp_path: Path) -> None:
+        env = {**os.environ, "MIP_DATA_DIR": str(tmp_path / "elsewhere")}
+        env.pop("MIP_DATABASE_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "billing", "report", "--period", "2026-10"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "mip migrate" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -10,7 +10,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, case, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Row,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -35,24 +45,23 @@ def report_rows(
 
     The ledger is grouped first and the few resulting rows joined to their organization, so
     the join never touches ledger rows. Columns: organization_id, organization_name, plan,
-    model_name, requests, billable_requests, seconds_opted_in, seconds_opted_out,
+    model_name, requests, billable_requests, millis_opted_in, millis_opted_out,
     list_amount_micros, discount_micros, net_amount_micros, adjustments_micros,
     adjustment_requests.
     """
     entry = LedgerEntry
     billable = entry.http_status < 400
+    # Whole milliseconds summed as integers: a float SUM depends on the order PostgreSQL's
+    # parallel workers add partial sums, which flipped 4-place minute roundings between runs.
+    millis = cast(func.round(entry.duration_seconds * 1000), BigInteger)
     grouped = (
         select(
             entry.organization_id,
             entry.model_name,
             func.count().label("requests"),
             _sum_where(billable).label("billable_requests"),
-            _sum_where(billable & ~entry.mip_opt_out, entry.duration_seconds).label(
-                "seconds_opted_in"
-            ),
-            _sum_where(billable & entry.mip_opt_out, entry.duration_seconds).label(
-                "seconds_opted_out"
-            ),
+            _sum_where(billable & ~entry.mip_opt_out, millis).label("millis_opted_in"),
+            _sum_where(billable & entry.mip_opt_out, millis).label("millis_opted_out"),
             func.sum(entry.list_amount_micros).label("list_amount_micros"),
             func.sum(entry.discount_micros).label("discount_micros"),
             func.sum(entry.amount_micros).label("net_amount_micros"),

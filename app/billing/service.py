@@ -38,7 +38,7 @@ from app.tables.ledger import BillingPeriod
 from app.tenancy import repository as tenancy_repository
 
 FIGURE_FIELDS: tuple[str, ...] = tuple(ReportFigures.model_fields)
-_SIXTY = Decimal(60)
+_MILLIS_PER_MINUTE = Decimal(60_000)
 _ZERO_MINUTES = Decimal("0.0000")
 
 
@@ -46,9 +46,9 @@ class InvalidBillingInput(BadRequest):
     """A billing request that cannot be served as asked (e.g. a negative tolerance)."""
 
 
-def seconds_to_minutes(seconds: float | Decimal | None) -> Decimal:
+def millis_to_minutes(millis: int | Decimal | None) -> Decimal:
     """Audio minutes rounded to 4 places (half up); ``None`` (no rows) is zero."""
-    exact = Decimal(str(seconds or 0)) / _SIXTY
+    exact = Decimal(int(millis or 0)) / _MILLIS_PER_MINUTE
     return exact.quantize(MINUTES_QUANTUM, rounding=ROUND_HALF_UP)
 
 
@@ -61,8 +61,8 @@ def _line(row: Any) -> ReportLine:
         # PostgreSQL returns SUM(bigint) as numeric; every figure is an integer.
         requests=int(row.requests),
         billable_requests=int(row.billable_requests),
-        minutes_opted_in=seconds_to_minutes(row.seconds_opted_in),
-        minutes_opted_out=seconds_to_minutes(row.seconds_opted_out),
+        minutes_opted_in=millis_to_minutes(row.millis_opted_in),
+        minutes_opted_out=millis_to_minutes(row.millis_opted_out),
         list_amount_micros=int(row.list_amount_micros),
         discount_micros=int(row.discount_micros),
         net_amount_micros=int(row.net_amount_micros),

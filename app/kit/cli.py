@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.settings import get_settings
 
-console = Console()
+# Piped output (no terminal) gets a wide console: rich would otherwise cut figures to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 CLI_ACTOR = "cli"
 
@@ -39,7 +40,8 @@ def print_json(payload: Any) -> None:
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        # Fold rather than truncate: a billing figure must never lose digits to an ellipsis.
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)

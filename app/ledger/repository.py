@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import String, any_, bindparam, insert, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -21,6 +23,8 @@ def existing_hashes(
     session: Session, keys: Sequence[tuple[uuid.UUID, str]]
 ) -> dict[tuple[uuid.UUID, str], str]:
     """Event hashes already recorded for these (project, request id) pairs."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _existing_hashes_pg(session, keys)
     found: dict[tuple[uuid.UUID, str], str] = {}
     for start in range(0, len(keys), _LOOKUP_CHUNK):
         chunk = keys[start : start + _LOOKUP_CHUNK]
@@ -28,6 +32,25 @@ def existing_hashes(
             tuple_(LedgerEntry.project_id, LedgerEntry.request_id).in_(chunk)
         )
         for project_id, request_id, event_hash in session.execute(stmt):
+            found[(project_id, request_id)] = event_hash
+    return found
+
+
+def _existing_hashes_pg(
+    session: Session, keys: Sequence[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], str]:
+    # One `request_id = ANY(array)` per project walks the (project_id, request_id) unique index;
+    # a tuple IN list of 10,000 pairs was measured 5-16x slower (bench/ledger.py).
+    by_project: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for project_id, request_id in keys:
+        by_project[project_id].append(request_id)
+    found: dict[tuple[uuid.UUID, str], str] = {}
+    for project_id, request_ids in by_project.items():
+        stmt = select(LedgerEntry.request_id, LedgerEntry.event_hash).where(
+            LedgerEntry.project_id == project_id,
+            LedgerEntry.request_id == any_(bindparam("ids", request_ids, type_=ARRAY(String))),
+        )
+        for request_id, event_hash in session.execute(stmt):
             found[(project_id, request_id)] = event_hash
     return found
 

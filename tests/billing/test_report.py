@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event as sa_event
 
 from app.billing.schemas import BillingReport, ReportFigures, ReportLine
-from app.billing.service import FIGURE_FIELDS, build_report, seconds_to_minutes
+from app.billing.service import FIGURE_FIELDS, build_report, millis_to_minutes
 from app.kit.errors import BadRequest, NotFound
 from app.ledger.service import close_period
 from tests.billing.conftest import PERIOD, T0, Ledger, event, ingest
@@ -130,18 +130,21 @@ class TestPeriodValidation:
 
 class TestMinutes:
     @pytest.mark.parametrize(
-        ("seconds", "minutes"),
+        ("millis", "minutes"),
         [
-            (10.0, "0.1667"),
-            (0.0, "0.0000"),
+            (10_000, "0.1667"),
+            (0, "0.0000"),
             (None, "0.0000"),
-            (3600.003, "60.0001"),
-            (0.003, "0.0001"),
+            (3_600_003, "60.0001"),
+            (3, "0.0001"),
+            (Decimal(9), "0.0002"),  # PostgreSQL returns SUM(bigint) as numeric
         ],
     )
-    def test_rounded_half_up_to_four_places(self, seconds: float | None, minutes: str) -> None:
-        assert seconds_to_minutes(seconds) == Decimal(minutes)
-        assert str(seconds_to_minutes(seconds)) == minutes
+    def test_rounded_half_up_to_four_places(
+        self, millis: int | Decimal | None, minutes: str
+    ) -> None:
+        assert millis_to_minutes(millis) == Decimal(minutes)
+        assert str(millis_to_minutes(millis)) == minutes
 
 
 @pytest.fixture
