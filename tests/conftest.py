@@ -137,6 +137,17 @@ def db(
     return database
 
 
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path, worker_id: str) -> Iterator[str]:
+    """An empty, unmigrated database of each backend (for migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    url = _create_pg_database(f"mip_empty_{os.getpid()}_{worker_id}")
+    yield url
+    _drop_pg_database(url)
+
+
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
     return Settings(env="test", data_dir=tmp_path / "var", database_url=db.url, log_json=True)

@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from app.kit.db import Base, create_db_engine
 from app.kit.migrate import current_heads, downgrade, upgrade
-from tests.conftest import DEFAULT_PG
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path, worker_id: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.sqlite3'}"
-        return
-    admin = make_url(os.environ.get("MIP_TEST_POSTGRES_URL", DEFAULT_PG)).set(
-        drivername="postgresql+psycopg"
-    )
-    name = f"mip_migrate_{os.getpid()}_{worker_id}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 def _tables(url: str) -> set[str]:

@@ -242,17 +242,35 @@ def create_project_key(
             )
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidTenancyInput("The expiration date must be in the future.")
-    secret = generate_api_key()
-    key = ApiKey(
-        project_id=project.id,
-        scopes=clean_scopes,
-        comment=comment,
-        tags=tags or [],
-        key_hash=hash_api_key(secret),
-        key_prefix=secret[:8],
-        expires_at=expires_at,
-        created_by=actor,
+    return _store_key(
+        session,
+        ApiKey(
+            project_id=project.id,
+            scopes=clean_scopes,
+            comment=comment,
+            tags=tags or [],
+            expires_at=expires_at,
+        ),
+        secret=generate_api_key(),
+        actor=actor,
+        organization_id=project.organization_id,
+        details={"project_id": str(project.id), "scopes": clean_scopes, "comment": comment},
     )
+
+
+def _store_key(
+    session: Session,
+    key: ApiKey,
+    *,
+    secret: str,
+    actor: str,
+    organization_id: uuid.UUID | None,
+    details: dict[str, object],
+) -> tuple[ApiKey, str]:
+    """Persist ``key`` under the hash of ``secret`` (never the secret) and audit its creation."""
+    key.key_hash = hash_api_key(secret)
+    key.key_prefix = secret[:8]
+    key.created_by = actor
     session.add(key)
     session.flush()
     record_event(
@@ -261,8 +279,8 @@ def create_project_key(
         action="api_key.created",
         target_type="api_key",
         target_id=str(key.id),
-        organization_id=project.organization_id,
-        details={"project_id": str(project.id), "scopes": clean_scopes, "comment": comment},
+        organization_id=organization_id,
+        details=details,
     )
     return key, secret
 
@@ -276,27 +294,14 @@ def create_staff_key(
     except ValueError as exc:
         roles = ", ".join(r.value for r in Role)
         raise InvalidTenancyInput(f"Unknown role '{role}'; expected one of {roles}.") from exc
-    secret = secret or generate_api_key()
-    key = ApiKey(
-        role=clean_role.value,
-        scopes=[],
-        comment=comment,
-        tags=[],
-        key_hash=hash_api_key(secret),
-        key_prefix=secret[:8],
-        created_by=actor,
-    )
-    session.add(key)
-    session.flush()
-    record_event(
+    return _store_key(
         session,
+        ApiKey(role=clean_role.value, scopes=[], comment=comment, tags=[]),
+        secret=secret or generate_api_key(),
         actor=actor,
-        action="api_key.created",
-        target_type="api_key",
-        target_id=str(key.id),
+        organization_id=None,
         details={"role": clean_role.value, "comment": comment},
     )
-    return key, secret
 
 
 BOOTSTRAP_COMMENT = "bootstrap admin key (MIP_BOOTSTRAP_ADMIN_KEY)"

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from app.kit.db import create_db_engine
 from app.kit.migrate import downgrade, upgrade
-from tests.conftest import DEFAULT_PG
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path, worker_id: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.sqlite3'}"
-        return
-    admin = make_url(os.environ.get("MIP_TEST_POSTGRES_URL", DEFAULT_PG)).set(
-        drivername="postgresql+psycopg"
-    )
-    name = f"mip_mig0002_{os.getpid()}_{worker_id}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 def _org_columns(url: str) -> set[str]:
@@ -78,29 +53,29 @@ def _scalar(url: str, sql: str) -> object:
 
 class TestPrepaidCreditMigration:
     def test_upgrade_keeps_rows_with_zero_credit_and_downgrade_drops_column(
-        self, empty_url: str
+        self, empty_db_url: str
     ) -> None:
-        upgrade(empty_url, "0001")
-        assert "prepaid_credit_micros" not in _org_columns(empty_url)
-        _insert_org_with_project(empty_url)
+        upgrade(empty_db_url, "0001")
+        assert "prepaid_credit_micros" not in _org_columns(empty_db_url)
+        _insert_org_with_project(empty_db_url)
 
-        upgrade(empty_url, "0002")
-        assert "prepaid_credit_micros" in _org_columns(empty_url)
-        assert _scalar(empty_url, "SELECT prepaid_credit_micros FROM organizations") == 0
+        upgrade(empty_db_url, "0002")
+        assert "prepaid_credit_micros" in _org_columns(empty_db_url)
+        assert _scalar(empty_db_url, "SELECT prepaid_credit_micros FROM organizations") == 0
         # BIGINT: a trillion dollars in micro-dollars fits.
-        engine = create_db_engine(empty_url)
+        engine = create_db_engine(empty_db_url)
         with engine.begin() as conn:
             conn.execute(
                 text("UPDATE organizations SET prepaid_credit_micros = 1000000000000000000")
             )
         engine.dispose()
-        assert _scalar(empty_url, "SELECT prepaid_credit_micros FROM organizations") == 10**18
+        assert _scalar(empty_db_url, "SELECT prepaid_credit_micros FROM organizations") == 10**18
 
         # The projects' RESTRICT foreign keys do not stand in the way of the downgrade.
-        downgrade(empty_url, "0001")
-        assert "prepaid_credit_micros" not in _org_columns(empty_url)
-        assert _scalar(empty_url, "SELECT count(*) FROM projects") == 1
-        assert _scalar(empty_url, "SELECT version_num FROM alembic_version") == "0001"
+        downgrade(empty_db_url, "0001")
+        assert "prepaid_credit_micros" not in _org_columns(empty_db_url)
+        assert _scalar(empty_db_url, "SELECT count(*) FROM projects") == 1
+        assert _scalar(empty_db_url, "SELECT version_num FROM alembic_version") == "0001"
 
-        upgrade(empty_url, "0002")
-        assert _scalar(empty_url, "SELECT prepaid_credit_micros FROM organizations") == 0
+        upgrade(empty_db_url, "0002")
+        assert _scalar(empty_db_url, "SELECT prepaid_credit_micros FROM organizations") == 0
