@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
 from app.ledger.schemas import LedgerEventIn
-from app.pricing.service import PriceBook, price_request
+from app.pricing.service import ContractTerms, PriceBook, price_request
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
@@ -106,10 +108,17 @@ def _check_keys(session: Session, events: list[LedgerEventIn]) -> None:
         )
 
 
+def new_row_ids(count: int) -> list[uuid.UUID]:
+    """Random (version 4) ids from one ``urandom`` call instead of one per row."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+
+
 def _build_row(
     event: LedgerEventIn,
     *,
-    org: Organization,
+    row_id: uuid.UUID,
+    org: ContractTerms,
     book: PriceBook,
     closed: set[str],
     digest: str,
@@ -133,7 +142,7 @@ def _build_row(
     usage_period = period_of(event.created)
     billing_period = billing_period_for(usage_period, closed)
     return {
-        "id": uuid.uuid4(),
+        "id": row_id,
         "request_id": event.request_id,
         "organization_id": org.id,
         "project_id": event.project_id,
@@ -178,8 +187,17 @@ def _conflict_message(conflicts: list[tuple[uuid.UUID, str]]) -> str:
     )
 
 
-def _prepare(session: Session, events: list[LedgerEventIn]) -> tuple[list[dict[str, Any]], int]:
-    """Validate the whole batch and price it; returns (new rows, identical duplicates)."""
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a batch will write, decided before anything is written."""
+
+    new: list[tuple[LedgerEventIn, str]]  # (event, digest) not recorded yet, in batch order
+    duplicates: int
+    build: Callable[[LedgerEventIn, str, uuid.UUID], dict[str, Any]]
+
+
+def _plan(session: Session, events: list[LedgerEventIn]) -> _Plan:
+    """Validate the whole batch: references, duplicates, conflicts (409 before any write)."""
     projects, orgs = _resolve_projects(session, events)
     _check_keys(session, events)
     _lock_periods_shared(session)
@@ -204,7 +222,7 @@ def _prepare(session: Session, events: list[LedgerEventIn]) -> tuple[list[dict[s
             conflicts.append(key)
 
     recorded = repository.existing_hashes(session, list(digests))
-    rows: list[dict[str, Any]] = []
+    new: list[tuple[LedgerEventIn, str]] = []
     for event, digest in unique:
         key = (event.project_id, event.request_id)
         previous = recorded.get(key)
@@ -213,23 +231,50 @@ def _prepare(session: Session, events: list[LedgerEventIn]) -> tuple[list[dict[s
         elif previous is not None:
             conflicts.append(key)
         else:
-            org = orgs[projects[event.project_id].organization_id]
-            rows.append(
-                _build_row(event, org=org, book=book, closed=closed, digest=digest, now=now)
-            )
+            new.append((event, digest))
     if conflicts:
         raise ConflictingDuplicate(
             _conflict_message(conflicts),
             details={"conflicts": [{"project_id": str(p), "request_id": r} for p, r in conflicts]},
         )
-    return rows, duplicates
+
+    terms = {
+        project_id: ContractTerms.of(orgs[project.organization_id])
+        for project_id, project in projects.items()
+    }
+
+    def build(event: LedgerEventIn, digest: str, row_id: uuid.UUID) -> dict[str, Any]:
+        return _build_row(
+            event,
+            row_id=row_id,
+            org=terms[event.project_id],
+            book=book,
+            closed=closed,
+            digest=digest,
+            now=now,
+        )
+
+    return _Plan(new, duplicates, build)
 
 
 def ingest_batch(session: Session, events: list[LedgerEventIn]) -> BatchResult:
-    """Record a batch atomically. Identical re-sends count as duplicates; conflicts are 409."""
-    rows, duplicates = _prepare(session, events)
+    """Record a batch atomically. Identical re-sends count as duplicates; conflicts are 409.
+
+    Rows are priced and built lazily while they stream into the database; a pricing error
+    part-way aborts the transaction, so still nothing of the batch is written.
+    """
+    plan = _plan(session, events)
+    adjustments = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal adjustments
+        for (event, digest), row_id in zip(plan.new, new_row_ids(len(plan.new)), strict=True):
+            row = plan.build(event, digest, row_id)
+            adjustments += row["is_adjustment"]
+            yield row
+
     try:
-        repository.insert_rows(session, rows)
+        recorded = repository.insert_rows(session, rows())
     except IntegrityError as exc:
         # Another writer recorded one of these request ids between our check and our write.
         raise ConflictingDuplicate(
@@ -238,22 +283,23 @@ def ingest_batch(session: Session, events: list[LedgerEventIn]) -> BatchResult:
         ) from exc
     return BatchResult(
         received=len(events),
-        recorded=len(rows),
-        duplicates=duplicates,
-        adjustments=sum(1 for r in rows if r["is_adjustment"]),
+        recorded=recorded,
+        duplicates=plan.duplicates,
+        adjustments=adjustments,
     )
 
 
 def record_request(session: Session, event: LedgerEventIn) -> LedgerEntry:
     """Record one request in-process (``/v1/listen``); returns the row (existing if identical)."""
-    rows, _ = _prepare(session, [event])
-    if not rows:
+    plan = _plan(session, [event])
+    if not plan.new:
         entry = repository.get_entry(
             session, project_id=event.project_id, request_id=event.request_id
         )
-        assert entry is not None  # _prepare only returns no rows for a recorded duplicate
+        assert entry is not None  # a plan writes nothing only for a recorded duplicate
         return entry
-    entry = LedgerEntry(**rows[0])
+    event_in, digest = plan.new[0]
+    entry = LedgerEntry(**plan.build(event_in, digest, uuid.uuid4()))
     session.add(entry)
     try:
         session.flush()

@@ -13,6 +13,7 @@ A failed request (HTTP status ≥ 400) is recorded with its rate but amounts of 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,9 +98,23 @@ class PriceBook:
         return entry.version, entry.rate_micros_per_minute
 
 
+@dataclass(frozen=True, slots=True)
+class ContractTerms:
+    """The pricing-relevant terms of an organization, read once per batch (not per row)."""
+
+    id: uuid.UUID
+    plan: str
+    contract_rates: dict[str, int] | None
+    contract_opt_out: bool
+
+    @classmethod
+    def of(cls, org: Organization) -> ContractTerms:
+        return cls(org.id, org.plan, org.contract_rates, org.contract_opt_out)
+
+
 def price_request(
     book: PriceBook,
-    org: Organization,
+    org: ContractTerms,
     *,
     tier: str,
     at: dt.datetime,

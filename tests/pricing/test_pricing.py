@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.pricing.service import (
     CONTRACT_VERSION,
     MIP_DISCOUNT_BPS,
+    ContractTerms,
     DuplicatePrice,
     Price,
     PriceBook,
@@ -57,7 +58,7 @@ def priced(
 ) -> Price:
     return price_request(
         book,
-        customer,
+        ContractTerms.of(customer),
         tier=tier,
         at=JUNE,
         duration_seconds=seconds,

@@ -1,0 +1,1070 @@
+"""Ledger ingest (HTTP, in-process, raw COPY) and the billing report (PostgreSQL vs DuckDB).
+
+Prints one JSON object of figures on stdout; progress goes to stderr::
+
+    .venv/bin/python bench/ledger.py [--pg-url URL] [--events 200000] [--report-rows 1000000]
+
+It creates its own database ``mip_bench_<pid>`` on the server of ``--pg-url`` and drops it
+at the end, also on failure. What each figure means: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+import duckdb
+import httpx
+import orjson
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.progress import Progress
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.billing.schemas import BillingReport
+from app.billing.service import build_report, millis_to_minutes
+from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.migrate import upgrade
+from app.ledger import repository as ledger_repository
+from app.ledger.repository import LEDGER_COLUMNS, existing_hashes
+from app.ledger.schemas import LedgerBatchIn, LedgerEventIn
+from app.ledger.service import event_hash, ingest_batch
+from app.pricing.service import compute_amounts
+from app.tenancy import service as tenancy
+
+ROOT = str(Path(__file__).resolve().parents[1])
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+ACTOR = "bench"
+HTTP_TARGET = 0.5  # HTTP ingest should reach half of raw COPY throughput
+INGEST_MONTH = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+REPORT_PERIOD = "2026-10"
+REPORT_MONTH = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+MONTH_SECONDS = 28 * 86_400
+JSON_COLUMNS = frozenset({"features", "tags"})
+
+# (name, price-book tier): ten models, several tiers.
+MODELS = (
+    ("nova-3", "nova"),
+    ("nova-2", "nova"),
+    ("nova-2-medical", "nova"),
+    ("nova-2-phonecall", "nova"),
+    ("general", "standard"),
+    ("general-meeting", "standard"),
+    ("base", "standard"),
+    ("enhanced", "enhanced"),
+    ("whisper-large", "whisper"),
+    ("custom-acme-call", "custom"),
+)
+FEATURES = ("punctuate", "diarize", "smart_format", "utterances", "paragraphs", "summarize")
+TAGS = ("prod", "staging", "callcenter", "eu-west", "us-east", "mobile", "web", "batch")
+LANGUAGES = ("en", "en-US", "en-GB", "es", "fr", "de", "pt-BR", "ja")
+METHODS = ("sync", "sync", "sync", "async", "streaming")
+STATUSES = (200,) * 30 + (400, 499)
+# Every accepted spelling; absent (None) most often, which means opted in.
+OPT_OUT = (None, None, None, None, False, True, True, "true", "false", "1", "0", "TRUE")
+# (plan, contract rates, contract opt-out) of the organizations the ingest phases write to.
+INGEST_ORGS: tuple[tuple[str, dict[str, int] | None, bool], ...] = (
+    ("pay_as_you_go", None, False),
+    ("pay_as_you_go", None, False),
+    ("growth", None, False),
+    ("growth", None, False),
+    ("enterprise", {"*": 2_500, "nova": 3_000}, False),
+    ("enterprise", {"*": 2_000}, True),
+)
+PROJECTS_PER_ORG = 3
+REPORT_ORGS = 50
+LIST_RATES = {"pay_as_you_go": 4_300, "growth": 3_600}  # the migration's seed price book
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    organization_id: uuid.UUID
+    project_id: uuid.UUID
+    key_id: uuid.UUID
+    plan: str
+
+
+@dataclass(frozen=True, slots=True)
+class BenchDb:
+    name: str
+    sqlalchemy_url: str  # postgresql+psycopg://…
+    conninfo: str  # postgresql://… for raw psycopg
+
+
+def _seconds(values: list[float]) -> dict[str, float]:
+    return {
+        "total": round(sum(values), 4),
+        "median": round(statistics.median(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+# --- database lifecycle ---------------------------------------------------------------------
+
+
+@contextmanager
+def bench_database(admin_url: str) -> Iterator[BenchDb]:
+    """A fresh, migrated database, dropped on the way out whatever happens."""
+    name = f"mip_bench_{os.getpid()}"
+    admin = make_url(admin_url).set(drivername="postgresql")
+    admin_info = admin.render_as_string(hide_password=False)
+    target = admin.set(database=name)
+    db = BenchDb(
+        name=name,
+        sqlalchemy_url=target.set(drivername="postgresql+psycopg").render_as_string(
+            hide_password=False
+        ),
+        conninfo=target.render_as_string(hide_password=False),
+    )
+    with psycopg.connect(admin_info, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(db.sqlalchemy_url)
+        yield db
+    finally:
+        with psycopg.connect(admin_info, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        console.print(f"dropped database {name}")
+
+
+def create_targets(factory: sessionmaker[Session]) -> tuple[list[Target], str]:
+    """Organizations of every plan, three projects each with a key; and an admin staff key."""
+    targets: list[Target] = []
+    with session_scope(factory) as session:
+        for index, (plan, rates, opt_out) in enumerate(INGEST_ORGS):
+            org = tenancy.create_organization(
+                session,
+                name=f"Bench {plan} {index}",
+                plan=plan,
+                actor=ACTOR,
+                contract_rates=rates,
+                contract_opt_out=opt_out,
+            )
+            for number in range(PROJECTS_PER_ORG):
+                project = tenancy.create_project(
+                    session, organization_id=org.id, name=f"project {number}", actor=ACTOR
+                )
+                key, _secret = tenancy.create_project_key(
+                    session, project_id=project.id, actor=ACTOR
+                )
+                targets.append(Target(org.id, project.id, key.id, plan))
+        _staff, secret = tenancy.create_staff_key(session, role="admin", actor=ACTOR)
+    return targets, secret
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def make_events(
+    rng: random.Random, targets: list[Target], *, prefix: str, start: int, count: int
+) -> list[dict[str, Any]]:
+    """``count`` distinct events as a gateway would send them (JSON-ready dicts)."""
+    events: list[dict[str, Any]] = []
+    for number in range(start, start + count):
+        target = rng.choice(targets)
+        model, tier = rng.choice(MODELS)
+        created = INGEST_MONTH + dt.timedelta(seconds=rng.randrange(MONTH_SECONDS))
+        event: dict[str, Any] = {
+            "request_id": f"{prefix}-{number:08d}",
+            "project_id": str(target.project_id),
+            "created": created.isoformat(),
+            "endpoint": "/v1/listen",
+            "method": rng.choice(METHODS),
+            "model": model,
+            "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, model)),
+            "model_version": "2026-07-01.1",
+            "model_tier": tier,
+            "language": rng.choice(LANGUAGES),
+            "features": rng.sample(FEATURES, rng.randrange(4)),
+            "tags": rng.sample(TAGS, rng.randrange(3)),
+            "duration": round(rng.uniform(0.5, 900.0), 3),
+            "channels": rng.choice((1, 1, 1, 2)),
+            "status": rng.choice(STATUSES),
+        }
+        if rng.random() < 0.7:
+            event["api_key_id"] = str(target.key_id)
+        opt_out = rng.choice(OPT_OUT)
+        if opt_out is not None:
+            event["mip_opt_out"] = opt_out
+        events.append(event)
+    return events
+
+
+def batch_sizes(total: int, batch: int) -> list[int]:
+    return [min(batch, total - start) for start in range(0, total, batch)]
+
+
+# --- 1-3. ingest: HTTP, in-process, raw COPY, batch by batch in turn ------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_server(db: BenchDb, workdir: Path) -> Iterator[str]:
+    """``mip serve`` as a subprocess on a free port; yields its base URL once /readyz says so."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MIP_DATABASE_URL": db.sqlalchemy_url,
+        "MIP_LOG_LEVEL": "WARNING",
+        "MIP_DATA_DIR": str(workdir / "var"),
+    }
+    command = [str(Path(sys.executable).with_name("mip")), "serve", "--host", "127.0.0.1"]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(process, base_url, log_path)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the service did not become ready:\n{tail}")
+
+
+# The repository functions ingest_batch calls for the database work, timed in place during the
+# in-process rounds (ingest_batch reaches them as attributes of the repository module).
+TIMED_STEPS = ("existing_hashes", "insert_rows")
+
+
+@contextmanager
+def timing_steps(steps: dict[str, list[float]]) -> Iterator[None]:
+    """Add each call's seconds to ``steps[name][-1]`` while inside; restore the originals."""
+    originals = {name: getattr(ledger_repository, name) for name in TIMED_STEPS}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                steps[name][-1] += time.perf_counter() - began
+
+        return wrapper
+
+    for name, function in originals.items():
+        setattr(ledger_repository, name, timed(name, function))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(ledger_repository, name, function)
+
+
+class IngestPaths:
+    """The three ways one batch reaches ``ledger_entries`` (or its copy), each timed alone."""
+
+    def __init__(
+        self, client: httpx.Client, factory: sessionmaker[Session], raw: psycopg.Connection[Any]
+    ) -> None:
+        self.client = client
+        self.factory = factory
+        self.raw = raw
+        self.steps: dict[str, list[float]] = {name: [] for name in TIMED_STEPS}
+        self.json_at = frozenset(i for i, c in enumerate(LEDGER_COLUMNS) if c in JSON_COLUMNS)
+        # Same definition as ledger_entries, foreign keys included (LIKE does not copy them).
+        raw.execute("CREATE TABLE ledger_copy (LIKE ledger_entries INCLUDING ALL)")
+        raw.execute(
+            "ALTER TABLE ledger_copy "
+            "ADD FOREIGN KEY (organization_id) REFERENCES organizations (id), "
+            "ADD FOREIGN KEY (project_id) REFERENCES projects (id)"
+        )
+        raw.commit()
+
+    def http(self, events: list[dict[str, Any]]) -> float:
+        # Serialised before the clock starts: the client's JSON encoding is not measured.
+        body = orjson.dumps({"events": events})
+        began = time.perf_counter()
+        response = self.client.post("/v1/governance/ledger/events", content=body)
+        elapsed = time.perf_counter() - began
+        if response.status_code != 200 or response.json().get("recorded") != len(events):
+            raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:500]}")
+        return elapsed
+
+    def in_process(self, events: list[dict[str, Any]]) -> float:
+        validated = LedgerBatchIn.model_validate({"events": events}).events
+        for seconds in self.steps.values():
+            seconds.append(0.0)
+        began = time.perf_counter()
+        with timing_steps(self.steps), session_scope(self.factory) as session:
+            result = ingest_batch(session, validated)
+        elapsed = time.perf_counter() - began
+        if result.recorded != len(events):
+            raise RuntimeError(f"in-process ingest recorded {result.recorded} of {len(events)}")
+        return elapsed
+
+    def copy(self, events: list[dict[str, Any]]) -> float:
+        """COPY the rows ``in_process`` just wrote: fully built and priced, what ingest writes."""
+        columns = ", ".join(LEDGER_COLUMNS)
+        ids = sorted(e["request_id"] for e in events)
+        # A range, not = ANY(ids): that compares every ledger row with every id (untimed, but
+        # minutes per batch once the ledger is large). The ids of a batch are consecutive.
+        rows = self.raw.execute(
+            f"SELECT {columns} FROM ledger_entries WHERE request_id BETWEEN %s AND %s",
+            (ids[0], ids[-1]),
+        ).fetchall()
+        self.raw.commit()
+        if len(rows) != len(events):
+            raise RuntimeError(f"found {len(rows)} rows of the {len(events)} just ingested")
+        began = time.perf_counter()
+        with (
+            self.raw.cursor() as cursor,
+            cursor.copy(f"COPY ledger_copy ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                # The same per-row work as the repository's COPY path.
+                copy.write_row(
+                    [
+                        orjson.dumps(v).decode() if i in self.json_at else v
+                        for i, v in enumerate(row)
+                    ]
+                )
+        self.raw.commit()
+        return time.perf_counter() - began
+
+
+def bench_ingest(
+    db: BenchDb,
+    workdir: Path,
+    factory: sessionmaker[Session],
+    targets: list[Target],
+    staff_secret: str,
+    sizes: list[int],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Each batch goes HTTP, then in-process, then COPY: a busy neighbour slows all three."""
+    headers = {"Authorization": f"Token {staff_secret}", "Content-Type": "application/json"}
+    timings: dict[str, list[float]] = {"http": [], "in_process": [], "copy": []}
+    task = progress.add_task("ingest (HTTP, in-process, COPY)", total=sum(sizes))
+    with (
+        running_server(db, workdir) as base_url,
+        httpx.Client(base_url=base_url, headers=headers, timeout=600) as client,
+        psycopg.connect(db.conninfo) as raw,
+    ):
+        paths = IngestPaths(client, factory, raw)
+        http_rng, proc_rng = random.Random(1), random.Random(2)
+        # One small untimed round first: connections, caches, the server's first request.
+        paths.http(make_events(http_rng, targets, prefix="warm-http", start=0, count=100))
+        warm = make_events(proc_rng, targets, prefix="warm", start=0, count=100)
+        paths.in_process(warm)
+        paths.copy(warm)
+        for seconds in paths.steps.values():
+            seconds.clear()
+        start = 0
+        for size in sizes:
+            timings["http"].append(
+                paths.http(make_events(http_rng, targets, prefix="http", start=start, count=size))
+            )
+            events = make_events(proc_rng, targets, prefix="proc", start=start, count=size)
+            timings["in_process"].append(paths.in_process(events))
+            timings["copy"].append(paths.copy(events))
+            start += size
+            progress.advance(task, size)
+        raw.execute("DROP TABLE ledger_copy")
+        raw.commit()
+    http = _throughput(timings["http"], sizes, "events")
+    in_process = _throughput(timings["in_process"], sizes, "events")
+    # The service's own database steps inside those batches, timed in place.
+    in_process["step_seconds_median"] = {
+        f"repository.{name}": round(statistics.median(values), 4)
+        for name, values in paths.steps.items()
+    }
+    copy = _throughput(timings["copy"], sizes, "rows")
+    return {
+        "http": http,
+        "in_process": in_process,
+        "copy_baseline": copy,
+        "http_over_copy": round(http["events_per_s"] / copy["rows_per_s"], 3),
+        "in_process_over_copy": round(in_process["events_per_s"] / copy["rows_per_s"], 3),
+        "http_target_over_copy": HTTP_TARGET,
+        "http_target_met": http["events_per_s"] / copy["rows_per_s"] >= HTTP_TARGET,
+        # What HTTP adds to a batch: body parsing, validation, transport (median batches).
+        "http_extra_seconds_per_batch": round(
+            http["batch_seconds"]["median"] - in_process["batch_seconds"]["median"], 4
+        ),
+    }
+
+
+def _throughput(timings: list[float], sizes: list[int], unit: str) -> dict[str, Any]:
+    return {
+        unit: sum(sizes),
+        "batches": len(sizes),
+        "seconds": round(sum(timings), 3),
+        f"{unit}_per_s": round(sum(sizes) / sum(timings)),
+        "batch_seconds": _seconds(timings),
+    }
+
+
+# --- where an ingest request's time goes ----------------------------------------------------
+
+# (label, file suffix, function) whose cumulative time the profile reports.
+PROFILED = (
+    ("ingest_batch", "app/ledger/service.py", "ingest_batch"),
+    ("prepare", "app/ledger/service.py", "_prepare"),
+    ("resolve_projects", "app/ledger/service.py", "_resolve_projects"),
+    ("check_keys", "app/ledger/service.py", "_check_keys"),
+    ("event_hash", "app/ledger/service.py", "event_hash"),
+    ("build_row", "app/ledger/service.py", "_build_row"),
+    ("price_request", "app/pricing/service.py", "price_request"),
+    ("compute_amounts", "app/pricing/service.py", "compute_amounts"),
+    ("existing_hashes", "app/ledger/repository.py", "existing_hashes"),
+    ("insert_rows_copy", "app/ledger/repository.py", "insert_rows"),
+    ("commit", "sqlalchemy/orm/session.py", "commit"),
+)
+
+
+def _best_time(work: Callable[[], object], runs: int = 5) -> float:
+    """Fastest of ``runs``: on shared cores the minimum is the least disturbed figure."""
+    timings = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - began)
+    return round(min(timings), 4)
+
+
+def _canonical_json_hash(events: list[LedgerEventIn]) -> list[str]:
+    # A cheaper digest to compare with (not what the service stores): pydantic's own JSON,
+    # whose key order is the model's field order, so it is stable without sorting.
+    return [hashlib.sha256(e.model_dump_json().encode()).hexdigest() for e in events]
+
+
+def bench_breakdown(
+    factory: sessionmaker[Session], targets: list[Target], size: int
+) -> dict[str, Any]:
+    """One batch, piece by piece: body parsing, validation, hashing, lookups, profiled ingest.
+
+    Each piece is the best of several runs (CPU-bound work on shared cores); the profile is
+    the fastest of three profiled runs.
+    """
+    raw = make_events(random.Random(3), targets, prefix="prof", start=0, count=size)
+    body = orjson.dumps({"events": raw})
+    adapter = TypeAdapter(LedgerBatchIn)
+    parsed = json.loads(body)
+    events = LedgerBatchIn.model_validate_json(body).events
+    pieces = {
+        # What FastAPI does for a `batch: LedgerBatchIn` parameter: request.json() (stdlib),
+        # then the field's TypeAdapter.validate_python(..., from_attributes=True).
+        "fastapi_json_loads": _best_time(lambda: json.loads(body)),
+        "fastapi_validate_python": _best_time(
+            lambda: adapter.validate_python(parsed, from_attributes=True)
+        ),
+        # The alternative: pydantic parses and validates the raw bytes in one pass.
+        "model_validate_json": _best_time(lambda: LedgerBatchIn.model_validate_json(body)),
+        "event_hash_all": _best_time(lambda: [event_hash(e) for e in events]),
+        "model_dump_json_hash_all": _best_time(lambda: _canonical_json_hash(events)),
+    }
+    # Rolled back, so the very same batch can be ingested again and again.
+    pieces["ingest_batch_rolled_back"] = _best_time(lambda: _ingest(factory, events), runs=3)
+    keys = list(dict.fromkeys((e.project_id, e.request_id) for e in events))
+    lookups = {"new_events": _time_lookups(factory, keys)}
+    profiles = [_profiled_ingest(factory, events) for _ in range(3)]
+    profile, profiled = min(profiles, key=lambda p: p[1])
+    _ingest(factory, events, commit=True)
+    lookups["resent_events"] = _time_lookups(factory, keys)
+    return {
+        "events": size,
+        "body_bytes": len(body),
+        "best_seconds_per_batch": pieces,
+        "duplicate_lookup_best_seconds": lookups,
+        "profile": _profile_summary(profile, profiled),
+    }
+
+
+def http_request_split(ingest: dict[str, Any], breakdown: dict[str, Any]) -> dict[str, Any]:
+    """Where the median HTTP batch's time goes: parsing and validation (best-of, from the
+    breakdown), then the in-process median batch of the same rounds cut by its own timed
+    database steps, and what is left for transport and framework. Approximate: medians of
+    different batches do not add up exactly."""
+    pieces = breakdown["best_seconds_per_batch"]
+    request = ingest["http"]["batch_seconds"]["median"]
+    in_process = ingest["in_process"]["batch_seconds"]["median"]
+    steps = ingest["in_process"]["step_seconds_median"]
+    lookup, insert = steps["repository.existing_hashes"], steps["repository.insert_rows"]
+    parse_validate = pieces["fastapi_json_loads"] + pieces["fastapi_validate_python"]
+    split = {
+        "json_parse_and_validation": parse_validate,
+        "duplicate_lookup_queries": lookup,
+        "copy_write": insert,
+        "hash_price_build_rows_and_checks": in_process - lookup - insert,
+        "transport_and_framework": request - parse_validate - in_process,
+    }
+    return {
+        "request_seconds": request,
+        "seconds": {k: round(v, 4) for k, v in split.items()},
+        "share": {k: round(v / request, 3) for k, v in split.items()},
+    }
+
+
+def _ingest(
+    factory: sessionmaker[Session], events: list[LedgerEventIn], commit: bool = False
+) -> None:
+    session = factory()
+    try:
+        ingest_batch(session, events)
+        if commit:
+            session.commit()
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _profiled_ingest(
+    factory: sessionmaker[Session], events: list[LedgerEventIn]
+) -> tuple[cProfile.Profile, float]:
+    profile = cProfile.Profile()
+    began = time.perf_counter()
+    profile.enable()
+    _ingest(factory, events)
+    profile.disable()
+    return profile, time.perf_counter() - began
+
+
+# One statement per batch, one probe of the unique index (project_id, request_id) per key:
+# LIMIT 1 keeps the lateral subquery a per-key index scan whatever the statistics say, so the
+# plan neither depends on ANALYZE having run nor on a generic plan psycopg's server-side
+# prepared statements (after 5 executions) may have cached while the ledger was small.
+LOOKUP_LATERAL = text(
+    "SELECT k.p, k.r, l.event_hash "
+    "FROM unnest(CAST(:projects AS uuid[]), CAST(:requests AS varchar[])) AS k (p, r) "
+    "JOIN LATERAL (SELECT event_hash FROM ledger_entries "
+    "WHERE project_id = k.p AND request_id = k.r LIMIT 1) AS l ON true"
+)
+
+
+def _lookup_lateral(
+    session: Session, keys: list[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], str]:
+    params = {"projects": [k[0] for k in keys], "requests": [k[1] for k in keys]}
+    return {(p, r): h for p, r, h in session.execute(LOOKUP_LATERAL, params)}
+
+
+def _time_lookups(
+    factory: sessionmaker[Session], keys: list[tuple[uuid.UUID, str]]
+) -> dict[str, float | int]:
+    """The service's duplicate lookup (repository.existing_hashes) vs LOOKUP_LATERAL."""
+    with session_scope(factory) as session:
+        found = len(existing_hashes(session, keys))
+        if len(_lookup_lateral(session, keys)) != found:
+            raise RuntimeError("the two duplicate lookups disagree")
+        analyzed = session.execute(
+            text("SELECT reltuples >= 0 FROM pg_class WHERE relname = 'ledger_entries'")
+        ).scalar()
+        return {
+            "keys": len(keys),
+            "found": found,
+            "ledger_analyzed": bool(analyzed),
+            "existing_hashes": _best_time(lambda: existing_hashes(session, keys)),
+            "lateral_unique_probe": _best_time(lambda: _lookup_lateral(session, keys)),
+        }
+
+
+def _profile_summary(profile: cProfile.Profile, wall: float) -> dict[str, Any]:
+    entries = [e for e in profile.getstats() if not isinstance(e.code, str)]
+    cumulative: dict[str, float] = {}
+    for label, suffix, name in PROFILED:
+        cumulative[label] = sum(
+            e.totaltime
+            for e in entries
+            if not isinstance(e.code, str)
+            and e.code.co_name == name
+            and e.code.co_filename.endswith(suffix)
+        )
+    own = sorted(entries, key=lambda e: e.inlinetime, reverse=True)[:12]
+    top = [(e.code, e) for e in own if not isinstance(e.code, str)]
+    return {
+        "note": "cProfile of ingest_batch (rolled back); includes the profiler's overhead",
+        "wall_seconds": round(wall, 4),
+        "cumulative_seconds": {k: round(v, 4) for k, v in cumulative.items()},
+        "share_of_wall": {k: round(v / wall, 3) for k, v in cumulative.items()},
+        "top_own_time": [
+            {
+                "function": _where(code),
+                "calls": e.callcount,
+                "own_seconds": round(e.inlinetime, 4),
+            }
+            for code, e in top
+        ],
+    }
+
+
+def _where(code: CodeType) -> str:
+    path = code.co_filename
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{path}:{code.co_firstlineno}({code.co_name})"
+
+
+# --- 4. billing report: build_report on PostgreSQL vs DuckDB --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOrg:
+    organization_id: uuid.UUID
+    project_id: uuid.UUID
+    plan: str
+    rate: int
+    version: str
+    contract_opt_out: bool
+
+
+def create_report_orgs(factory: sessionmaker[Session], count: int) -> list[ReportOrg]:
+    """``count`` organizations (every plan; some enterprise ones opted out by contract)."""
+    orgs: list[ReportOrg] = []
+    with session_scope(factory) as session:
+        for index in range(count):
+            plan = ("pay_as_you_go", "growth", "enterprise")[index % 3]
+            rate = LIST_RATES.get(plan, 2_000 + 250 * (index % 5))
+            opt_out = plan == "enterprise" and index % 4 == 2
+            org = tenancy.create_organization(
+                session,
+                name=f"Report org {index:02d}",
+                plan=plan,
+                actor=ACTOR,
+                contract_rates={"*": rate} if plan == "enterprise" else None,
+                contract_opt_out=opt_out,
+            )
+            project = tenancy.create_project(
+                session, organization_id=org.id, name="main", actor=ACTOR
+            )
+            version = "contract" if plan == "enterprise" else "2026-01"
+            orgs.append(ReportOrg(org.id, project.id, plan, rate, version, opt_out))
+    return orgs
+
+
+def amounts(rate: int, millis: int, discount_bps: int) -> tuple[int, int, int]:
+    """(list, discount, net) by the pricing rule, in integers: durations are whole ms."""
+    list_amount = (2 * rate * millis + 60_000) // 120_000
+    net = (2 * rate * millis * (10_000 - discount_bps) + 600_000_000) // 1_200_000_000
+    return list_amount, list_amount - net, net
+
+
+def _check_amounts(rng: random.Random) -> None:
+    for _ in range(2_000):
+        rate, millis = rng.randrange(1, 6_000), rng.randrange(0, 3_600_000)
+        bps = rng.choice((0, 5_000))
+        expected = compute_amounts(
+            rate_micros_per_minute=rate, duration_seconds=millis / 1000, discount_bps=bps
+        )
+        if amounts(rate, millis, bps) != expected:
+            raise RuntimeError(f"synthetic pricing differs from the service's: {rate} {millis}")
+
+
+def report_table(
+    rng: random.Random, orgs: list[ReportOrg], count: int, progress: Progress
+) -> pa.Table:
+    """``count`` priced ledger rows billed in REPORT_PERIOD (2% late adjustments)."""
+    _check_amounts(rng)
+    task = progress.add_task("generate report rows", total=count)
+    names = (
+        "id request_id organization_id project_id created_at method model_name model_tier "
+        "language features tags duration_seconds http_status mip_opt_out opt_out_source plan "
+        "price_book_version rate_micros_per_minute discount_bps list_amount_micros "
+        "discount_micros amount_micros usage_period is_adjustment"
+    ).split()
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    features = [orjson.dumps(sorted(rng.sample(FEATURES, k))).decode() for k in (0, 1, 2, 3)]
+    tags = [orjson.dumps(sorted(rng.sample(TAGS, k))).decode() for k in (0, 1, 2)]
+    month_us = int(REPORT_MONTH.timestamp() * 1_000_000)
+    for number in range(count):
+        org = orgs[rng.randrange(len(orgs))]
+        model, tier = MODELS[rng.randrange(len(MODELS))]
+        late = rng.random() < 0.02
+        status = 200 if rng.random() < 0.97 else rng.choice((400, 499, 500))
+        if org.contract_opt_out:
+            opt_out, source = True, "contract"
+        else:
+            draw = rng.random()
+            opt_out, source = draw < 0.3, "request" if draw < 0.45 else "default"
+        millis = rng.randrange(500, 900_000)
+        bps = 0 if opt_out else 5_000
+        priced = amounts(org.rate, millis, bps) if status < 400 else (0, 0, 0)
+        offset_us = rng.randrange(MONTH_SECONDS) * 1_000_000
+        values = (
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            f"rpt-{number:08d}",
+            str(org.organization_id),
+            str(org.project_id),
+            month_us + offset_us - (30 * 86_400_000_000 if late else 0),
+            METHODS[rng.randrange(len(METHODS))],
+            model,
+            tier,
+            LANGUAGES[rng.randrange(len(LANGUAGES))],
+            features[rng.randrange(4)],
+            tags[rng.randrange(3)],
+            millis / 1000,
+            status,
+            opt_out,
+            source,
+            org.plan,
+            org.version,
+            org.rate,
+            bps,
+            *priced,
+            "2026-09" if late else REPORT_PERIOD,
+            late,
+        )
+        for name, value in zip(names, values, strict=True):
+            columns[name].append(value)
+        if number % 50_000 == 0:
+            progress.update(task, completed=number)
+    progress.update(task, completed=count)
+    return _as_table(columns, count)
+
+
+def _as_table(columns: dict[str, list[Any]], count: int) -> pa.Table:
+    timestamp = pa.timestamp("us", tz="UTC")
+    created = pa.array(columns.pop("created_at"), pa.int64()).cast(timestamp)
+    recorded = pa.array([int(time.time() * 1_000_000)] * count, pa.int64()).cast(timestamp)
+    arrays: dict[str, pa.Array] = {
+        "created_at": created,
+        "recorded_at": recorded,
+        "endpoint": pa.repeat("/v1/listen", count),
+        "api_key_id": pa.nulls(count, pa.string()),
+        "model_uuid": pa.repeat(str(uuid.uuid5(uuid.NAMESPACE_DNS, "bench")), count),
+        "model_version": pa.repeat("2026-07-01.1", count),
+        "channels": pa.repeat(1, count),
+        "sample_kept": pa.repeat(False, count),
+        "billing_period": pa.repeat(REPORT_PERIOD, count),
+        "event_hash": pa.repeat("0" * 64, count),
+    }
+    for name, values in columns.items():
+        arrays[name] = pa.array(values)
+    return pa.table({name: arrays[name] for name in LEDGER_COLUMNS})
+
+
+def load_into_postgres(db: BenchDb, table: pa.Table, progress: Progress) -> float:
+    """COPY the rows in CSV chunks, then VACUUM ANALYZE (what autovacuum leaves behind)."""
+    task = progress.add_task("COPY report rows into PostgreSQL", total=table.num_rows)
+    columns = ", ".join(table.column_names)
+    options = pa_csv.WriteOptions(include_header=False)
+    began = time.perf_counter()
+    with psycopg.connect(db.conninfo) as conn:
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY ledger_entries ({columns}) FROM STDIN (FORMAT csv)") as copy,
+        ):
+            for chunk in table.to_batches(max_chunksize=50_000):
+                buffer = io.BytesIO()
+                pa_csv.write_csv(chunk, buffer, options)
+                copy.write(buffer.getvalue())
+                progress.advance(task, chunk.num_rows)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM (ANALYZE) ledger_entries")
+    return round(time.perf_counter() - began, 2)
+
+
+# What build_report computes, in plain SQL that PostgreSQL and DuckDB both run: aggregate the
+# period's rows by organization and model, then join the organizations (name, plan).
+REPORT_SQL = """
+SELECT lines.organization_id, o.name, o.plan, lines.model_name, lines.requests,
+       lines.billable_requests, lines.millis_opted_in, lines.millis_opted_out,
+       lines.list_amount_micros, lines.discount_micros, lines.net_amount_micros,
+       lines.adjustments_micros, lines.adjustment_requests
+FROM (
+    SELECT organization_id, model_name,
+           count(*) AS requests,
+           count(*) FILTER (WHERE http_status < 400) AS billable_requests,
+           sum(CAST(round(duration_seconds * 1000) AS BIGINT))
+               FILTER (WHERE http_status < 400 AND NOT mip_opt_out) AS millis_opted_in,
+           sum(CAST(round(duration_seconds * 1000) AS BIGINT))
+               FILTER (WHERE http_status < 400 AND mip_opt_out) AS millis_opted_out,
+           sum(list_amount_micros) AS list_amount_micros,
+           sum(discount_micros) AS discount_micros,
+           sum(amount_micros) AS net_amount_micros,
+           coalesce(sum(amount_micros) FILTER (WHERE is_adjustment), 0) AS adjustments_micros,
+           count(*) FILTER (WHERE is_adjustment) AS adjustment_requests
+    FROM ledger_entries
+    WHERE billing_period = '{period}'
+    GROUP BY organization_id, model_name
+) AS lines
+JOIN organizations AS o ON o.id = lines.organization_id
+ORDER BY o.name, lines.organization_id, lines.model_name
+"""
+
+FIGURES = (
+    "requests",
+    "billable_requests",
+    "minutes_opted_in",
+    "minutes_opted_out",
+    "list_amount_micros",
+    "discount_micros",
+    "net_amount_micros",
+    "adjustments_micros",
+    "adjustment_requests",
+)
+LineKey = tuple[uuid.UUID, str]
+ReportLines = dict[LineKey, tuple[Decimal | int, ...]]
+
+
+def _sql_lines(rows: list[tuple[Any, ...]]) -> ReportLines:
+    """REPORT_SQL rows as report figures (minutes rounded the way build_report rounds them)."""
+    lines: ReportLines = {}
+    for org_id, _name, _plan, model, requests, billable, ms_in, ms_out, *money in rows:
+        key = (org_id if isinstance(org_id, uuid.UUID) else uuid.UUID(str(org_id)), model)
+        lines[key] = (
+            int(requests),
+            int(billable),
+            millis_to_minutes(ms_in),
+            millis_to_minutes(ms_out),
+            *(int(v) for v in money),
+        )
+    return lines
+
+
+def _report_lines(report: BillingReport) -> ReportLines:
+    return {
+        (line.organization_id, line.model_name): tuple(getattr(line, f) for f in FIGURES)
+        for line in report.lines
+    }
+
+
+def _totals(lines: ReportLines) -> dict[str, Decimal | int]:
+    return {
+        name: sum((figures[i] for figures in lines.values()), Decimal(0) if "min" in name else 0)
+        for i, name in enumerate(FIGURES)
+    }
+
+
+def timed_runs(work: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
+    timings: list[float] = []
+    result: Any = None
+    for _ in range(runs):
+        began = time.perf_counter()
+        result = work()
+        timings.append(time.perf_counter() - began)
+    return timings, result
+
+
+def duckdb_report(db: BenchDb, table: pa.Table, runs: int) -> tuple[list[float], list[Any]]:
+    """The same GROUP BY (and join) on the same rows, loaded into an in-memory DuckDB."""
+    with psycopg.connect(db.conninfo) as conn:
+        orgs = conn.execute("SELECT id::text, name, plan FROM organizations").fetchall()
+    org_table = pa.table(
+        {"id": [o[0] for o in orgs], "name": [o[1] for o in orgs], "plan": [o[2] for o in orgs]}
+    )
+    con = duckdb.connect()
+    try:
+        con.register("arrow_rows", table)
+        con.register("arrow_orgs", org_table)
+        con.execute(
+            "CREATE TABLE ledger_entries AS SELECT * REPLACE (id::UUID AS id, "
+            "organization_id::UUID AS organization_id, project_id::UUID AS project_id) "
+            "FROM arrow_rows"
+        )
+        con.execute(
+            "CREATE TABLE organizations AS SELECT id::UUID AS id, name, plan FROM arrow_orgs"
+        )
+        sql = REPORT_SQL.format(period=REPORT_PERIOD)
+        return timed_runs(lambda: con.execute(sql).fetchall(), runs)
+    finally:
+        con.close()
+
+
+def postgres_sql_report(db: BenchDb, runs: int) -> tuple[list[float], list[Any]]:
+    sql = REPORT_SQL.format(period=REPORT_PERIOD)
+    with psycopg.connect(db.conninfo) as conn:
+        return timed_runs(lambda: conn.execute(sql).fetchall(), runs)
+
+
+def bench_report(
+    db: BenchDb, factory: sessionmaker[Session], rows: int, runs: int, progress: Progress
+) -> dict[str, Any]:
+    orgs = create_report_orgs(factory, REPORT_ORGS)
+    table = report_table(random.Random(4), orgs, rows, progress)
+    load_seconds = load_into_postgres(db, table, progress)
+    task = progress.add_task("billing report runs", total=3 * runs)
+    reports: list[BillingReport] = []
+
+    def service_report() -> None:
+        with session_scope(factory) as session:
+            reports.append(build_report(session, period=REPORT_PERIOD, organization_id=None))
+        progress.advance(task)
+
+    service_s, _ = timed_runs(service_report, runs)
+    pg_sql_s, pg_rows = postgres_sql_report(db, runs)
+    progress.advance(task, runs)
+    duck_s, duck_rows = duckdb_report(db, table, runs)
+    progress.advance(task, runs)
+    build_median, duck_median = statistics.median(service_s), statistics.median(duck_s)
+    return {
+        "rows": rows,
+        "period": REPORT_PERIOD,
+        "organizations": len(orgs),
+        "models": len(MODELS),
+        "load_seconds": load_seconds,
+        "runs": runs,
+        "build_report_seconds": round(build_median, 4),
+        "build_report_runs": [round(s, 4) for s in service_s],
+        "postgres_raw_sql_seconds": round(statistics.median(pg_sql_s), 4),
+        "duckdb_seconds": round(duck_median, 4),
+        "duckdb_runs": [round(s, 4) for s in duck_s],
+        "build_report_over_duckdb": round(build_median / duck_median, 2),
+        **compare_reports(reports, _sql_lines(pg_rows), _sql_lines(duck_rows)),
+    }
+
+
+def compare_reports(
+    reports: list[BillingReport], raw_sql: ReportLines, duck: ReportLines
+) -> dict[str, Any]:
+    """Do build_report and DuckDB give the same lines and totals? Every figure exactly."""
+    ours = _report_lines(reports[-1])
+    ours_totals, duck_totals = _totals(ours), _totals(duck)
+    matching = sum(1 for k, v in ours.items() if duck.get(k) == v)
+    return {
+        "report_lines": len(ours),
+        "lines_matching_duckdb": matching,
+        "totals_match": ours.keys() == duck.keys()
+        and matching == len(ours)
+        and ours_totals == duck_totals,
+        "totals": {k: _plain(v) for k, v in ours_totals.items()},
+        "duckdb_totals": {k: _plain(v) for k, v in duck_totals.items()},
+        "raw_sql_equals_build_report": raw_sql == ours,
+        # Parallel aggregation must not change a figure between two runs of the same report.
+        "build_report_runs_identical": all(_report_lines(r) == ours for r in reports),
+    }
+
+
+def _plain(value: Decimal | int) -> float | int:
+    return float(value) if isinstance(value, Decimal) else value
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="admin URL of the PostgreSQL server")
+    parser.add_argument("--events", type=int, default=200_000, help="events per ingest phase")
+    parser.add_argument("--batch-size", type=int, default=10_000, help="events per batch")
+    parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows in the report")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per report engine")
+    args = parser.parse_args(argv)
+    if min(args.events, args.batch_size, args.report_rows, args.runs) < 1:
+        parser.error("--events, --batch-size, --report-rows and --runs must be positive")
+    return args
+
+
+def machine(db: BenchDb) -> dict[str, Any]:
+    with psycopg.connect(db.conninfo) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgres_server_version": row[0] if row else None,
+        "packages": {
+            name: importlib.metadata.version(name)
+            for name in ("fastapi", "uvicorn", "pydantic", "sqlalchemy", "psycopg", "duckdb")
+        },
+        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = batch_sizes(args.events, args.batch_size)
+    result: dict[str, Any] = {"benchmark": "ledger"}
+    with (
+        tempfile.TemporaryDirectory(prefix="mip-bench-") as workdir,
+        bench_database(args.pg_url) as db,
+        Progress(console=console) as progress,
+    ):
+        pg_url = make_url(args.pg_url).render_as_string(hide_password=True)
+        result["parameters"] = {**vars(args), "pg_url": pg_url, "database": db.name}
+        result["machine"] = machine(db)
+        engine = create_db_engine(db.sqlalchemy_url)
+        try:
+            factory = make_sessionmaker(engine)
+            targets, staff_secret = create_targets(factory)
+            console.log(f"ingest: {len(sizes)} batches, each over HTTP, in-process and COPY")
+            result["ingest"] = bench_ingest(
+                db, Path(workdir), factory, targets, staff_secret, sizes, progress
+            )
+            console.log("one more batch, piece by piece and under cProfile")
+            breakdown = bench_breakdown(factory, targets, args.batch_size)
+            result["http_breakdown"] = {
+                "http_request_split": http_request_split(result["ingest"], breakdown),
+                **breakdown,
+            }
+            console.log(f"billing report over {args.report_rows:,} rows: PostgreSQL vs DuckDB")
+            result["billing_report"] = bench_report(
+                db, factory, args.report_rows, args.runs, progress
+            )
+        finally:
+            engine.dispose()
+        result["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    return result
+
+
+def _stop(signum: int, _frame: object) -> None:
+    # Turn SIGTERM into an exception so the server is stopped and the database dropped.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    result = run(args)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
