@@ -14,6 +14,7 @@ from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.http import RequestContextMiddleware, install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
+from app.ledger.endpoints import register_schemas as register_ledger_schemas
 from app.ledger.endpoints import router as ledger_router
 from app.pricing.endpoints import router as pricing_router
 from app.tenancy.endpoints import router as tenancy_router
@@ -62,4 +63,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         billing_router,
     ):
         app.include_router(router)
+    register_ledger_schemas(app)
     return app

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import hashlib
 import importlib.metadata
 import json
@@ -20,9 +19,7 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,26 +48,21 @@ from app.tenancy import service as tenancy
 from bench.ledger_common import (
     ACTOR,
     DEFAULT_PG,
-    FEATURES,
     HTTP_TARGET,
-    INGEST_MONTH,
     INGEST_ORGS,
     JSON_COLUMNS,
-    LANGUAGES,
-    METHODS,
-    MODELS,
-    MONTH_SECONDS,
-    OPT_OUT,
     PROJECTS_PER_ORG,
     ROOT,
-    STATUSES,
-    TAGS,
     BenchDb,
     Target,
     _seconds,
+    batch_sizes,
     bench_database,
     console,
+    make_events,
+    running_server,
 )
+from bench.ledger_concurrent import bench_concurrent
 from bench.ledger_report import (
     bench_report,
 )
@@ -104,95 +96,7 @@ def create_targets(factory: sessionmaker[Session]) -> tuple[list[Target], str]:
 # --- events ---------------------------------------------------------------------------------
 
 
-def make_events(
-    rng: random.Random, targets: list[Target], *, prefix: str, start: int, count: int
-) -> list[dict[str, Any]]:
-    """``count`` distinct events as a gateway would send them (JSON-ready dicts)."""
-    events: list[dict[str, Any]] = []
-    for number in range(start, start + count):
-        target = rng.choice(targets)
-        model, tier = rng.choice(MODELS)
-        created = INGEST_MONTH + dt.timedelta(seconds=rng.randrange(MONTH_SECONDS))
-        event: dict[str, Any] = {
-            "request_id": f"{prefix}-{number:08d}",
-            "project_id": str(target.project_id),
-            "created": created.isoformat(),
-            "endpoint": "/v1/listen",
-            "method": rng.choice(METHODS),
-            "model": model,
-            "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, model)),
-            "model_version": "2026-07-01.1",
-            "model_tier": tier,
-            "language": rng.choice(LANGUAGES),
-            "features": rng.sample(FEATURES, rng.randrange(4)),
-            "tags": rng.sample(TAGS, rng.randrange(3)),
-            "duration": round(rng.uniform(0.5, 900.0), 3),
-            "channels": rng.choice((1, 1, 1, 2)),
-            "status": rng.choice(STATUSES),
-        }
-        if rng.random() < 0.7:
-            event["api_key_id"] = str(target.key_id)
-        opt_out = rng.choice(OPT_OUT)
-        if opt_out is not None:
-            event["mip_opt_out"] = opt_out
-        events.append(event)
-    return events
-
-
-def batch_sizes(total: int, batch: int) -> list[int]:
-    return [min(batch, total - start) for start in range(0, total, batch)]
-
-
 # --- 1-3. ingest: HTTP, in-process, raw COPY, batch by batch in turn ------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running_server(db: BenchDb, workdir: Path) -> Iterator[str]:
-    """``mip serve`` as a subprocess on a free port; yields its base URL once /readyz says so."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MIP_DATABASE_URL": db.sqlalchemy_url,
-        "MIP_LOG_LEVEL": "WARNING",
-        "MIP_DATA_DIR": str(workdir / "var"),
-    }
-    command = [str(Path(sys.executable).with_name("mip")), "serve", "--host", "127.0.0.1"]
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(process, base_url, log_path)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    tail = log_path.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"the service did not become ready:\n{tail}")
 
 
 # The repository functions ingest_batch calls for the database work, timed in place during the
@@ -579,9 +483,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=10_000, help="events per batch")
     parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows in the report")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per report engine")
+    parser.add_argument(
+        "--server-workers", type=int, default=2, help="mip serve --workers in the concurrent phase"
+    )
+    parser.add_argument(
+        "--streams", type=int, default=2, help="batches in flight in the concurrent phase"
+    )
     args = parser.parse_args(argv)
-    if min(args.events, args.batch_size, args.report_rows, args.runs) < 1:
-        parser.error("--events, --batch-size, --report-rows and --runs must be positive")
+    if min(args.events, args.batch_size, args.report_rows, args.runs, args.streams) < 1:
+        parser.error("--events, --batch-size, --report-rows, --runs, --streams must be positive")
+    if args.server_workers < 1:
+        parser.error("--server-workers must be positive")
     return args
 
 
@@ -619,6 +531,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             console.log(f"ingest: {len(sizes)} batches, each over HTTP, in-process and COPY")
             result["ingest"] = bench_ingest(
                 db, Path(workdir), factory, targets, staff_secret, sizes, progress
+            )
+            console.log(
+                f"concurrent ingest: {args.streams} batches in flight, "
+                f"{args.server_workers} server workers, and COPY with as many streams"
+            )
+            result["ingest_concurrent"] = bench_concurrent(
+                db,
+                Path(workdir),
+                targets,
+                staff_secret,
+                sizes,
+                workers=args.server_workers,
+                streams=args.streams,
+                progress=progress,
             )
             console.log("one more batch, piece by piece and under cProfile")
             breakdown = bench_breakdown(factory, targets, args.batch_size)

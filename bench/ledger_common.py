@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
+import socket
 import statistics
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 from rich.console import Console
 from sqlalchemy.engine import make_url
@@ -113,3 +120,97 @@ def bench_database(admin_url: str) -> Iterator[BenchDb]:
         with psycopg.connect(admin_info, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         console.print(f"dropped database {name}")
+
+
+# --- events and the service under test ---------------------------------------------------
+
+
+def make_events(
+    rng: random.Random, targets: list[Target], *, prefix: str, start: int, count: int
+) -> list[dict[str, Any]]:
+    """``count`` distinct events as a gateway would send them (JSON-ready dicts)."""
+    events: list[dict[str, Any]] = []
+    for number in range(start, start + count):
+        target = rng.choice(targets)
+        model, tier = rng.choice(MODELS)
+        created = INGEST_MONTH + dt.timedelta(seconds=rng.randrange(MONTH_SECONDS))
+        event: dict[str, Any] = {
+            "request_id": f"{prefix}-{number:08d}",
+            "project_id": str(target.project_id),
+            "created": created.isoformat(),
+            "endpoint": "/v1/listen",
+            "method": rng.choice(METHODS),
+            "model": model,
+            "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, model)),
+            "model_version": "2026-07-01.1",
+            "model_tier": tier,
+            "language": rng.choice(LANGUAGES),
+            "features": rng.sample(FEATURES, rng.randrange(4)),
+            "tags": rng.sample(TAGS, rng.randrange(3)),
+            "duration": round(rng.uniform(0.5, 900.0), 3),
+            "channels": rng.choice((1, 1, 1, 2)),
+            "status": rng.choice(STATUSES),
+        }
+        if rng.random() < 0.7:
+            event["api_key_id"] = str(target.key_id)
+        opt_out = rng.choice(OPT_OUT)
+        if opt_out is not None:
+            event["mip_opt_out"] = opt_out
+        events.append(event)
+    return events
+
+
+def batch_sizes(total: int, batch: int) -> list[int]:
+    return [min(batch, total - start) for start in range(0, total, batch)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_server(db: BenchDb, workdir: Path, *, workers: int = 1) -> Iterator[str]:
+    """``mip serve`` as a subprocess on a free port; yields its base URL once /readyz says so."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MIP_DATABASE_URL": db.sqlalchemy_url,
+        "MIP_LOG_LEVEL": "WARNING",
+        "MIP_DATA_DIR": str(workdir / "var"),
+    }
+    command = [
+        str(Path(sys.executable).with_name("mip")),
+        *("serve", "--host", "127.0.0.1", "--workers", str(workers)),
+    ]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(process, base_url, log_path)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the service did not become ready:\n{tail}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -53,7 +52,9 @@ class LedgerEventIn(BaseModel):
     language: str | None = Field(default=None, max_length=32)
     features: list[Label] = Field(default_factory=list, max_length=64)
     tags: list[Label] = Field(default_factory=list, max_length=64)
-    duration: float = Field(ge=0, le=86_400, description="Audio duration in seconds")
+    duration: float = Field(
+        ge=0, le=86_400, allow_inf_nan=False, description="Audio duration in seconds"
+    )
     channels: int = Field(default=1, ge=1, le=64)
     status: int = Field(default=200, ge=100, le=599, description="HTTP status returned")
     mip_opt_out: OptOut = Field(default=None, description="true/false/1/0; absent = opted in")
@@ -62,13 +63,6 @@ class LedgerEventIn(BaseModel):
     @classmethod
     def _to_utc(cls, value: dt.datetime) -> dt.datetime:
         return value.astimezone(dt.UTC)
-
-    @field_validator("duration")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("duration must be a finite number of seconds")
-        return value
 
     @field_validator("features", "tags")
     @classmethod

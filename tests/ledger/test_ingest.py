@@ -285,3 +285,18 @@ class TestClosedPeriods:
             close_period(session, period=period_of(utcnow()), actor="test")
         with db.session() as session, pytest.raises(BadRequest, match="has not ended"):
             close_period(session, period="2999-01", actor="test")
+
+
+class TestOpenAPI:
+    def test_batch_body_schema_is_documented(self, client: TestClient) -> None:
+        document = client.get("/openapi.json").json()
+        body = document["paths"][URL]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": "#/components/schemas/LedgerBatchIn"}
+        schemas = document["components"]["schemas"]
+        assert schemas["LedgerBatchIn"]["properties"]["events"]["items"] == {
+            "$ref": "#/components/schemas/LedgerEventIn"
+        }
+        event = schemas["LedgerEventIn"]
+        assert {"request_id", "project_id", "created", "duration", "mip_opt_out"} <= set(
+            event["properties"]
+        )
