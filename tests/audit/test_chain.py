@@ -53,12 +53,12 @@ class TestAppendedEntries:
         make_history(db)
         before = entry_hashes(db)
 
-        def record_then_fail(session: Session) -> None:
+        def append_then_raise(session: Session) -> None:
             record_event(session, actor="t", action="x.y", target_type="x", target_id="1")
             raise ValueError("boom")
 
         with pytest.raises(ValueError, match="boom"), db.session() as session:
-            record_then_fail(session)
+            append_then_raise(session)
         assert entry_hashes(db) == before
 
 
