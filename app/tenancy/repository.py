@@ -113,3 +113,17 @@ def get_balance_micros(session: Session, *, organization_id: uuid.UUID) -> int |
     )
     # PostgreSQL sums BIGINT as NUMERIC: back to an exact int.
     return None if balance is None else int(balance)
+
+
+def count_live_admin_keys(session: Session, *, now: dt.datetime) -> int:
+    """Admin staff keys that still authenticate (not revoked, not expired)."""
+    stmt = (
+        select(func.count())
+        .select_from(ApiKey)
+        .where(
+            ApiKey.role == "admin",
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+    )
+    return int(session.scalar(stmt) or 0)

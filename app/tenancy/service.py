@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.audit.service import record_event
 from app.kit.auth import Principal, Role, Scope, expand_scopes, generate_api_key, hash_api_key
 from app.kit.db import utcnow
-from app.kit.errors import BadRequest, Forbidden, NotFound
+from app.kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.kit.money import MICROS_PER_USD
 from app.tables.tenancy import ApiKey, Organization, Project, Reseller
 from app.tenancy import repository
@@ -323,8 +323,23 @@ def ensure_bootstrap_admin_key(session: Session, *, secret: str, actor: str) -> 
     return True
 
 
+class LastAdminKey(Conflict):
+    """Revoking this key would leave no working admin staff key."""
+
+
 def revoke_key(session: Session, *, key: ApiKey, actor: str) -> ApiKey:
+    """Revoke a key (idempotent). The last working admin staff key cannot be revoked: the
+    governance API would be locked until someone with shell access ran ``mip staff create-key``.
+    """
     if key.revoked_at is None:
+        if (
+            key.role == Role.ADMIN.value
+            and repository.count_live_admin_keys(session, now=utcnow()) <= 1
+        ):
+            raise LastAdminKey(
+                f"Key {key.id} is the last working admin staff key; create another admin key "
+                "before revoking it."
+            )
         key.revoked_at = utcnow()
         session.flush()
         org_id = None

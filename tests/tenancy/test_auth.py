@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.kit.auth import Role, Scope, hash_api_key
@@ -14,6 +15,7 @@ from app.tables import ApiKey
 from app.tenancy import service
 from app.tenancy.auth import authenticate, authorize_project
 from tests.conftest import Database, Tenant, make_tenant
+from tests.kit.test_http import assert_error
 
 
 class TestAuthenticate:
@@ -108,3 +110,42 @@ class TestAuthorizeProject:
             else:
                 with pytest.raises(Forbidden):
                     authorize_project(session, principal, tenant.project_id, scope)
+
+
+class TestLastAdminKey:
+    def test_the_last_admin_key_cannot_be_revoked(self, db: Database) -> None:
+        with db.session() as session:
+            only, _secret = service.create_staff_key(session, role="admin", actor="test")
+        with db.session() as session:
+            key = session.get(ApiKey, only.id)
+            assert key is not None
+            with pytest.raises(service.LastAdminKey, match="last working admin"):
+                service.revoke_key(session, key=key, actor="test")
+        with db.session() as session:
+            service.create_staff_key(session, role="admin", actor="test")
+            key = session.get(ApiKey, only.id)
+            assert key is not None
+            service.revoke_key(session, key=key, actor="test")  # another admin key works
+            assert key.revoked_at is not None
+
+    def test_expired_admin_keys_do_not_count(self, db: Database) -> None:
+        with db.session() as session:
+            live, _ = service.create_staff_key(session, role="admin", actor="test")
+            stale, _ = service.create_staff_key(session, role="admin", actor="test")
+            stale.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        with db.session() as session:
+            key = session.get(ApiKey, live.id)
+            assert key is not None
+            with pytest.raises(service.LastAdminKey):
+                service.revoke_key(session, key=key, actor="test")
+
+    def test_over_http_it_is_a_409(self, db: Database, client: TestClient) -> None:
+        with db.session() as session:
+            only, secret = service.create_staff_key(session, role="admin", actor="test")
+        response = client.post(
+            f"/v1/governance/keys/{only.id}/revoke", headers={"Authorization": f"Token {secret}"}
+        )
+        assert_error(response, 409, "CONFLICT")
+        assert client.get(
+            "/v1/governance/organizations", headers={"Authorization": f"Token {secret}"}
+        ).is_success
