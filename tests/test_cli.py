@@ -97,6 +97,13 @@ class TestBootstrap:
         revoked = mip_json("keys", "revoke", key["id"])
         assert revoked["revoked_at"]
 
+    def test_audit_list_shows_the_newest_entries_in_order(self, cli_env: Database) -> None:
+        for name in ("A", "B", "C"):
+            mip_json("orgs", "create", name, "--plan", "growth")
+        entries = mip_json("audit", "list", "--limit", "2")
+        assert [e["seq"] for e in entries] == [2, 3]
+        assert [e["action"] for e in entries] == ["organization.created"] * 2
+
     def test_audit_verify_after_bootstrap(self, cli_env: Database) -> None:
         mip_json("orgs", "create", "Acme", "--plan", "growth")
         report = mip_json("audit", "verify")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.audit.service import iter_entries, verify_chain
+from app.audit import repository
+from app.audit.service import verify_chain
 from app.kit.cli import cli_session, console, err_console, print_json, print_table
 
 audit_app = typer.Typer(help="The hash-chained audit log.")
@@ -53,8 +54,8 @@ def list_entries(
                 "action": e.action,
                 "target": f"{e.target_type}:{e.target_id}",
             }
-            for e in iter_entries(session)
-        ][-limit:]
+            for e in repository.newest_entries(session, limit=limit)
+        ]
     if json_output:
         print_json(rows)
     else:

@@ -26,3 +26,9 @@ def list_entries(
     if organization_id is not None:
         stmt = stmt.where(AuditEntry.organization_id == organization_id)
     return session.scalars(stmt.order_by(AuditEntry.seq).limit(limit)).all()
+
+
+def newest_entries(session: Session, *, limit: int) -> list[AuditEntry]:
+    """The newest ``limit`` entries, oldest first."""
+    stmt = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    return list(reversed(session.scalars(stmt).all()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -27,7 +28,9 @@ def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
+@cache
 def current_heads() -> tuple[str, ...]:
+    """The migrations' head revisions; they cannot change while the process runs."""
     from alembic.script import ScriptDirectory
 
     return tuple(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())

@@ -82,29 +82,28 @@ def _lock_periods_shared(session: Session) -> None:
 def _resolve_projects(
     session: Session, events: list[LedgerEventIn]
 ) -> tuple[dict[uuid.UUID, Project], dict[uuid.UUID, Organization]]:
+    """The batch's projects and their organizations: one query each, whatever the batch."""
     projects = tenancy_repository.get_projects(session, [e.project_id for e in events])
     missing = sorted({str(e.project_id) for e in events} - {str(p) for p in projects})
     if missing:
         raise InvalidLedgerEvent(f"Unknown project_id(s): {', '.join(missing[:20])}.")
-    orgs: dict[uuid.UUID, Organization] = {}
-    for project in projects.values():
-        if project.organization_id not in orgs:
-            orgs[project.organization_id] = tenancy_repository.get_organization_or_raise(
-                session, project.organization_id
-            )
+    orgs = tenancy_repository.get_organizations(
+        session, {p.organization_id for p in projects.values()}
+    )
     return projects, orgs
 
 
 def _check_keys(session: Session, events: list[LedgerEventIn]) -> None:
     pairs = {(e.api_key_id, e.project_id) for e in events if e.api_key_id is not None}
-    bad = []
-    for key_id, project_id in pairs:
-        key = tenancy_repository.get_key(session, key_id)
-        if key is None or key.project_id != project_id:
-            bad.append(str(key_id))
+    keys = tenancy_repository.get_keys(session, {key_id for key_id, _ in pairs})
+    bad = sorted(
+        str(key_id)
+        for key_id, project_id in pairs
+        if key_id not in keys or keys[key_id].project_id != project_id
+    )
     if bad:
         raise InvalidLedgerEvent(
-            f"api_key_id(s) not found in the event's project: {', '.join(sorted(bad)[:20])}."
+            f"api_key_id(s) not found in the event's project: {', '.join(bad[:20])}."
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from sqlalchemy import func, or_, select
@@ -51,6 +51,21 @@ def get_projects(session: Session, project_ids: Sequence[uuid.UUID]) -> dict[uui
         return {}
     rows = session.scalars(select(Project).where(Project.id.in_(set(project_ids)))).all()
     return {p.id: p for p in rows}
+
+
+def get_organizations(
+    session: Session, organization_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Organization]:
+    if not organization_ids:
+        return {}
+    stmt = select(Organization).where(Organization.id.in_(set(organization_ids)))
+    return {o.id: o for o in session.scalars(stmt)}
+
+
+def get_keys(session: Session, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ApiKey]:
+    if not key_ids:
+        return {}
+    return {k.id: k for k in session.scalars(select(ApiKey).where(ApiKey.id.in_(set(key_ids))))}
 
 
 def list_projects(
