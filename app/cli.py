@@ -15,11 +15,12 @@ from app.kit.cli import err_console, print_json, print_record
 from app.kit.errors import MIPError
 from app.kit.settings import get_settings
 from app.pricing.cli import prices_app
+from app.samples.cli import crypto_app, store_app
 from app.tenancy.cli import keys_app, orgs_app, projects_app, resellers_app, staff_app
 
 app = typer.Typer(
     name="mip",
-    help="MIP Governance Service: ledger, MIP pricing, billing, audit.",
+    help="MIP Governance Service: ledger, MIP pricing, billing, sample store, audit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -33,6 +34,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(prices_app, name="prices")
 app.add_typer(audit_app, name="audit")
 app.add_typer(billing_app, name="billing")
+app.add_typer(store_app, name="store")
+app.add_typer(crypto_app, name="crypto")
 
 
 @config_app.command("show")

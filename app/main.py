@@ -17,6 +17,8 @@ from app.kit.settings import Settings, get_settings
 from app.ledger.endpoints import register_schemas as register_ledger_schemas
 from app.ledger.endpoints import router as ledger_router
 from app.pricing.endpoints import router as pricing_router
+from app.samples.endpoints import router as samples_router
+from app.samples.runtime import open_sample_store
 from app.tenancy.endpoints import router as tenancy_router
 from app.usage.endpoints import router as usage_router
 
@@ -25,8 +27,9 @@ Model Improvement Program governance. Two families of endpoints:
 
 * **Deepgram-compatible** (`/v1/projects/…`): authenticate with `Authorization: Token <key>`;
   the official Deepgram SDKs work unchanged.
-* **Governance** (`/v1/governance/…`): ledger ingest, billing reports, audit; staff keys with
-  roles `admin`, `billing`, `dataops`, `auditor`.
+* **Governance** (`/v1/governance/…`): ledger ingest, billing reports, the encrypted sample
+  store (samples, sampling rates, erasure requests), audit; staff keys with roles `admin`,
+  `billing`, `dataops`, `auditor`.
 
 Every error is `{"err_code", "err_msg", "request_id"}`; every response has `dg-request-id`.
 """
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.store = open_sample_store(settings)
+    app.state.sampling = app.state.store.sampling
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in (
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tenancy_router,
         usage_router,
         billing_router,
+        samples_router,
     ):
         app.include_router(router)
     register_ledger_schemas(app)

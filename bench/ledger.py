@@ -44,6 +44,7 @@ from app.ledger import repository as ledger_repository
 from app.ledger.repository import LEDGER_COLUMNS, existing_hashes
 from app.ledger.schemas import LedgerBatchIn, LedgerEventIn
 from app.ledger.service import event_hash, ingest_batch
+from app.samples.sampling import SamplingConfig
 from app.tenancy import service as tenancy
 from bench.ledger_common import (
     ACTOR,
@@ -66,6 +67,9 @@ from bench.ledger_concurrent import bench_concurrent
 from bench.ledger_report import (
     bench_report,
 )
+
+# The service's default rate, with a secret of this run (the server reads its own).
+BENCH_SAMPLING = SamplingConfig(secret=os.urandom(32), default_rate=0.05)
 
 
 def create_targets(factory: sessionmaker[Session]) -> tuple[list[Target], str]:
@@ -164,7 +168,7 @@ class IngestPaths:
             seconds.append(0.0)
         began = time.perf_counter()
         with timing_steps(self.steps), session_scope(self.factory) as session:
-            result = ingest_batch(session, validated)
+            result = ingest_batch(session, validated, sampling=BENCH_SAMPLING)
         elapsed = time.perf_counter() - began
         if result.recorded != len(events):
             raise RuntimeError(f"in-process ingest recorded {result.recorded} of {len(events)}")
@@ -378,7 +382,7 @@ def _ingest(
 ) -> None:
     session = factory()
     try:
-        ingest_batch(session, events)
+        ingest_batch(session, events, sampling=BENCH_SAMPLING)
         if commit:
             session.commit()
     finally:

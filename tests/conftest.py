@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 import uvicorn
 from deepgram import DeepgramClient, DeepgramClientEnvironment
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,10 +34,13 @@ from app.kit.db import Base, create_db_engine, make_sessionmaker, session_scope
 from app.kit.migrate import upgrade
 from app.kit.settings import Settings
 from app.main import create_app
+from app.samples.sampling import SamplingConfig
 from app.tables import PriceBookEntry
 from app.tenancy import service as tenancy
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+# For service calls made directly in tests (the app reads its own from settings).
+TEST_SAMPLING = SamplingConfig(secret=b"test-sampling-secret", default_rate=0.05)
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -269,4 +274,47 @@ def sdk(live_server: str) -> Iterator[SdkFactory]:
     http.close()
 
 
-__all__ = ["Database", "Tenant", "free_port", "make_staff_key", "make_tenant"]
+@dataclass(frozen=True)
+class S3Endpoint:
+    """moto's S3/KMS server on 127.0.0.1, reached through boto3 like any S3 API."""
+
+    url: str
+    region: str = "us-east-1"
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.url, region_name=self.region)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    # Dummy credentials: moto accepts any, and they keep boto3 from looking for real ones.
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield S3Endpoint(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: S3Endpoint) -> str:
+    """A new, empty bucket for one test."""
+    name = f"mip-test-{uuid.uuid4().hex[:12]}"
+    s3_endpoint.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+__all__ = [
+    "TEST_SAMPLING",
+    "Database",
+    "S3Endpoint",
+    "Tenant",
+    "free_port",
+    "make_staff_key",
+    "make_tenant",
+]

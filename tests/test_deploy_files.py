@@ -137,7 +137,12 @@ class TestCompose:
 
     def test_secrets_are_required_not_defaulted(self, compose: dict[str, Any]) -> None:
         text = (ROOT / "docker-compose.yml").read_text()
-        for secret in ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        for secret in (
+            "POSTGRES_PASSWORD",
+            "MINIO_ROOT_USER",
+            "MINIO_ROOT_PASSWORD",
+            "MIP_SAMPLING_SECRET",
+        ):
             uses = re.findall(r"\$\{" + secret + r"(:?[?-])", text)
             assert uses
             assert set(uses) == {":?"}, f"{secret} must have no default"

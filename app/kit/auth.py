@@ -29,12 +29,24 @@ class Scope(StrEnum):
     KEYS_READ = "keys:read"
     KEYS_WRITE = "keys:write"
     PROJECT_READ = "project:read"
+    SAMPLES_READ = "samples:read"
+    SAMPLES_WRITE = "samples:write"
 
 
 _BUNDLES: dict[Scope, frozenset[Scope]] = {
-    Scope.MEMBER: frozenset({Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.PROJECT_READ}),
+    Scope.MEMBER: frozenset(
+        {Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.PROJECT_READ, Scope.SAMPLES_READ}
+    ),
     Scope.ADMIN: frozenset(
-        {Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.KEYS_WRITE, Scope.PROJECT_READ}
+        {
+            Scope.LISTEN,
+            Scope.USAGE_READ,
+            Scope.KEYS_READ,
+            Scope.KEYS_WRITE,
+            Scope.PROJECT_READ,
+            Scope.SAMPLES_READ,
+            Scope.SAMPLES_WRITE,
+        }
     ),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.settings import get_settings
@@ -28,6 +28,16 @@ def cli_session() -> Iterator[Session]:
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def cli_sessionmaker() -> Iterator[sessionmaker[Session]]:
+    """For commands that commit step by step (purges, erasures, key rotation)."""
+    engine = create_db_engine(get_settings().effective_database_url)
+    try:
+        yield make_sessionmaker(engine)
     finally:
         engine.dispose()
 

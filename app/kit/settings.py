@@ -29,7 +29,38 @@ class Settings(BaseSettings):
     # Optional installation secret used as a bootstrap admin key by docker-compose; stored hashed.
     bootstrap_admin_key: SecretStr | None = None
 
-    @field_validator("bootstrap_admin_key", "database_url", mode="before")
+    # --- the encrypted sample store ---
+    sampling_rate: float = Field(
+        default=0.05, ge=0, le=1, description="share of opted-in requests kept"
+    )
+    # HMAC key of the sampling decision. Unset: a random secret kept in
+    # data_dir/keys/sampling.secret (0600), created on first run. Every replica must share it.
+    sampling_secret: SecretStr | None = None
+    blob_url: str | None = Field(
+        default=None, description="file:///abs/dir or s3://bucket/prefix; default data_dir/blobs"
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="MinIO or another S3 API")
+    s3_region: str | None = None
+    key_provider: Literal["local", "aws-kms"] = "local"
+    key_file: Path | None = Field(default=None, description="default data_dir/keys/kek.json")
+    kms_key_id: str | None = None
+    kms_endpoint_url: str | None = None
+    max_sample_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_sample_seconds: float = Field(default=3600.0, gt=0)
+    worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator(
+        "bootstrap_admin_key",
+        "database_url",
+        "sampling_secret",
+        "blob_url",
+        "s3_endpoint_url",
+        "s3_region",
+        "key_file",
+        "kms_key_id",
+        "kms_endpoint_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose passes "${VAR:-}" as an empty string when the variable is not set.
@@ -42,7 +73,23 @@ class Settings(BaseSettings):
             value = key.get_secret_value()
             if len(value) < 32 or value.lower() in {"changeme", "secret", "admin"}:
                 raise ValueError("MIP_BOOTSTRAP_ADMIN_KEY is a placeholder; use 32+ random chars")
+        secret = self.sampling_secret
+        if self.env == "production" and (secret is None or len(secret.get_secret_value()) < 32):
+            # Replicas that each invent their own secret would decide differently.
+            raise ValueError("MIP_SAMPLING_SECRET must be set (32+ random chars) in production")
+        if self.key_provider == "aws-kms" and not self.kms_key_id:
+            raise ValueError("MIP_KEY_PROVIDER=aws-kms needs MIP_KMS_KEY_ID")
         return self
+
+    @property
+    def effective_blob_url(self) -> str:
+        if self.blob_url:
+            return self.blob_url
+        return (self.data_dir / "blobs").resolve().as_uri()
+
+    @property
+    def effective_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "keys" / "kek.json"
 
     @property
     def effective_database_url(self) -> str:

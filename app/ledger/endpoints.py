@@ -74,7 +74,9 @@ async def ingest_events(
         raise PayloadTooLarge(
             f"{len(batch.events)} events in one batch; the limit is {settings.max_batch_events}."
         )
-    result = await run_in_threadpool(service.ingest_batch, session, batch.events)
+    result = await run_in_threadpool(
+        service.ingest_batch, session, batch.events, sampling=request.app.state.sampling
+    )
     return LedgerBatchOut(
         received=result.received,
         recorded=result.recorded,

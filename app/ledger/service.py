@@ -26,6 +26,7 @@ from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
 from app.ledger.schemas import LedgerEventIn
 from app.pricing.service import ContractTerms, PriceBook, price_request
+from app.samples.sampling import SamplingConfig, SamplingPolicy
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
@@ -119,6 +120,7 @@ def _build_row(
     row_id: uuid.UUID,
     org: ContractTerms,
     book: PriceBook,
+    sampling: SamplingPolicy,
     closed: set[str],
     digest: str,
     now: dt.datetime,
@@ -140,6 +142,13 @@ def _build_row(
     )
     usage_period = period_of(event.created)
     billing_period = billing_period_for(usage_period, closed)
+    decision = sampling.decide(
+        organization_id=org.id,
+        model_name=event.model,
+        request_id=event.request_id,
+        opted_out=opt_out,
+        http_status=event.status,
+    )
     return {
         "id": row_id,
         "request_id": event.request_id,
@@ -162,6 +171,8 @@ def _build_row(
         "mip_opt_out": opt_out,
         "opt_out_source": source,
         "sample_kept": False,
+        "sample_selected": decision.selected,
+        "sampling_rate": decision.rate,
         "plan": price.plan,
         "price_book_version": price.price_book_version,
         "rate_micros_per_minute": price.rate_micros_per_minute,
@@ -195,12 +206,13 @@ class _Plan:
     build: Callable[[LedgerEventIn, str, uuid.UUID], dict[str, Any]]
 
 
-def _plan(session: Session, events: list[LedgerEventIn]) -> _Plan:
+def _plan(session: Session, events: list[LedgerEventIn], sampling: SamplingConfig) -> _Plan:
     """Validate the whole batch: references, duplicates, conflicts (409 before any write)."""
     projects, orgs = _resolve_projects(session, events)
     _check_keys(session, events)
     _lock_periods_shared(session)
     book = PriceBook.load(session)
+    policy = SamplingPolicy.load(session, sampling)
     closed = repository.closed_periods(session)
     now = utcnow()
 
@@ -248,6 +260,7 @@ def _plan(session: Session, events: list[LedgerEventIn]) -> _Plan:
             row_id=row_id,
             org=terms[event.project_id],
             book=book,
+            sampling=policy,
             closed=closed,
             digest=digest,
             now=now,
@@ -256,13 +269,15 @@ def _plan(session: Session, events: list[LedgerEventIn]) -> _Plan:
     return _Plan(new, duplicates, build)
 
 
-def ingest_batch(session: Session, events: list[LedgerEventIn]) -> BatchResult:
+def ingest_batch(
+    session: Session, events: list[LedgerEventIn], *, sampling: SamplingConfig
+) -> BatchResult:
     """Record a batch atomically. Identical re-sends count as duplicates; conflicts are 409.
 
     Rows are priced and built lazily while they stream into the database; a pricing error
     part-way aborts the transaction, so still nothing of the batch is written.
     """
-    plan = _plan(session, events)
+    plan = _plan(session, events, sampling)
     adjustments = 0
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -288,9 +303,15 @@ def ingest_batch(session: Session, events: list[LedgerEventIn]) -> BatchResult:
     )
 
 
-def record_request(session: Session, event: LedgerEventIn) -> LedgerEntry:
-    """Record one request in-process (``/v1/listen``); returns the row (existing if identical)."""
-    plan = _plan(session, [event])
+def record_request(
+    session: Session, event: LedgerEventIn, *, sampling: SamplingConfig
+) -> LedgerEntry:
+    """Record one request in-process (``/v1/listen``); returns the row (existing if identical).
+
+    The row carries the sampling decision: ``sample_selected`` tells the caller whether to
+    hand the audio to :func:`app.samples.service.store_sample`.
+    """
+    plan = _plan(session, [event], sampling)
     if not plan.new:
         entry = repository.get_entry(
             session, project_id=event.project_id, request_id=event.request_id

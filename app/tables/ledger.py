@@ -60,6 +60,11 @@ class LedgerEntry(Base):
     mip_opt_out: Mapped[bool] = mapped_column(Boolean)
     opt_out_source: Mapped[str] = mapped_column(String(16))
     sample_kept: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The sampling decision, recomputable by an audit: selected iff the request was a
+    # candidate (opted in, status < 400) and HMAC(secret, request_id) mapped to [0, 1) was
+    # below sampling_rate (NULL when it was no candidate).
+    sample_selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    sampling_rate: Mapped[float | None] = mapped_column(Float)
     # Pricing as applied when recorded; later price changes never rewrite it.
     plan: Mapped[str] = mapped_column(String(32))
     price_book_version: Mapped[str] = mapped_column(String(64))

@@ -75,6 +75,8 @@ _STAFF_READERS: dict[Scope, frozenset[Role]] = {
     Scope.KEYS_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Scope.KEYS_WRITE: frozenset({Role.ADMIN}),
     Scope.LISTEN: frozenset(),
+    Scope.SAMPLES_READ: frozenset({Role.ADMIN, Role.DATAOPS, Role.AUDITOR}),
+    Scope.SAMPLES_WRITE: frozenset({Role.ADMIN, Role.DATAOPS}),
 }
 
 

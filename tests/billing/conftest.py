@@ -18,7 +18,7 @@ from app.kit.settings import get_settings
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
 from app.tables import AuditEntry
-from tests.conftest import Database, make_tenant
+from tests.conftest import TEST_SAMPLING, Database, make_tenant
 
 PERIOD = "2026-03"
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
@@ -49,7 +49,7 @@ def event(
 
 def ingest(db: Database, *events: LedgerEventIn) -> None:
     with db.session() as session:
-        ingest_batch(session, list(events))
+        ingest_batch(session, list(events), sampling=TEST_SAMPLING)
 
 
 @dataclass(frozen=True)

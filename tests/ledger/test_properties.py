@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
 from app.tables import LedgerEntry
-from tests.conftest import Database, make_tenant
+from tests.conftest import TEST_SAMPLING, Database, make_tenant
 
 _FIELDS = st.fixed_dictionaries(
     {
@@ -103,7 +103,7 @@ class TestInterleavingInvariance:
 
         # Reference: every event once, in order, one batch.
         with db.session() as session:
-            ingest_batch(session, events)
+            ingest_batch(session, events, sampling=TEST_SAMPLING)
         expected = _snapshot(db)
 
         # Again from empty: a random stream (repeats, any order, any batch split) that
@@ -122,7 +122,7 @@ class TestInterleavingInvariance:
         bounds = sorted({c % len(stream) for c in cuts} | {0, len(stream)})
         for lo, hi in itertools.pairwise(bounds):
             with db.session() as session:
-                ingest_batch(session, stream[lo:hi])
+                ingest_batch(session, stream[lo:hi], sampling=TEST_SAMPLING)
         rows, totals = _snapshot(db)
         back = {v: k for k, v in remap.items()}
         rows = {(back[r[0]], *r[1:]) for r in rows}

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
 from app.tables import ApiKey, AuditEntry
-from tests.conftest import Database
+from tests.conftest import TEST_SAMPLING, Database
 
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
@@ -34,7 +34,7 @@ def ingest(db: Database, project_id: uuid.UUID, *durations: float, opt_out: bool
         for seconds in durations
     ]
     with db.session() as session:
-        ingest_batch(session, events)
+        ingest_batch(session, events, sampling=TEST_SAMPLING)
 
 
 def key_count(db: Database) -> int:

@@ -14,7 +14,7 @@ from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch, record_request
 from app.tables import LedgerEntry
 from app.tenancy import service as tenancy
-from tests.conftest import Database, Tenant, make_tenant
+from tests.conftest import TEST_SAMPLING, Database, Tenant, make_tenant
 
 START = "2026-03-01"
 END = "2026-03-04"
@@ -124,9 +124,9 @@ def seed(db: Database) -> Seeded:
             for e in raw
         ]
         # Both write paths: the batch (COPY on PostgreSQL) and the in-process one.
-        ingest_batch(session, events[:4])
+        ingest_batch(session, events[:4], sampling=TEST_SAMPLING)
         for event in events[4:]:
-            record_request(session, event)
+            record_request(session, event, sampling=TEST_SAMPLING)
         foreign = LedgerEventIn(
             request_id="r-001",
             project_id=other.project_id,
@@ -135,7 +135,7 @@ def seed(db: Database) -> Seeded:
             tags=["prod"],
             duration=3600.0,
         )
-        ingest_batch(session, [foreign])
+        ingest_batch(session, [foreign], sampling=TEST_SAMPLING)
         key2_id = key2.id
     with db.session() as session:
         stmt = select(LedgerEntry).where(LedgerEntry.project_id == tenant.project_id)

@@ -11,7 +11,7 @@ import pytest
 
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
-from tests.conftest import Database, SdkFactory
+from tests.conftest import TEST_SAMPLING, Database, SdkFactory
 from tests.usage.helpers import END, START, Seeded, hours, pick, total_hours
 
 
@@ -116,6 +116,7 @@ class TestUsageSummary:
                         duration=36.0,
                     )
                 ],
+                sampling=TEST_SAMPLING,
             )
         response = sdk(seeded.tenant.key).manage.v1.projects.usage.get(
             str(seeded.tenant.project_id)

@@ -1,0 +1,408 @@
+"""Samples HTTP: intake from a gateway, catalog, labels, content reads, rates, erasure."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from app.kit.auth import Principal, Role, Scope
+from app.kit.db import session_scope
+from app.kit.deps import SessionDep
+from app.kit.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
+from app.samples import lifecycle, rates, repository, service
+from app.samples.runtime import SampleStore
+from app.samples.schemas import (
+    ErasureIn,
+    ErasureRead,
+    SampleList,
+    SampleRead,
+    SampleUpdate,
+    SamplingRateIn,
+    SamplingRateRead,
+    SamplingRates,
+)
+from app.tenancy.auth import CurrentPrincipal, require_roles
+
+router = APIRouter(prefix="/v1/governance", tags=["samples"])
+
+Admin = Annotated[Principal, Depends(require_roles())]
+Labeler = Annotated[Principal, Depends(require_roles(Role.DATAOPS))]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed input (the message names what to fix)"},
+    401: {"description": "Missing or invalid key"},
+    403: {"description": "The key's role or scope does not allow this"},
+    404: {"description": "No such sample, request or project for this key"},
+}
+
+
+def get_store(request: Request) -> SampleStore:
+    store: SampleStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[SampleStore, Depends(get_store)]
+
+
+class _InMemoryParser(MultiPartParser):
+    # Uploaded audio stays in memory (bounded by the size check before parsing): a spooled
+    # temporary file would put an opted-out request's audio on disk before it is refused.
+    spool_max_size = 1 << 62
+
+
+async def _read_multipart(request: Request, limit: int) -> FormData:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType("Send the sample as multipart/form-data.")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body over {limit} bytes.")
+    received = 0
+
+    async def stream() -> AsyncGenerator[bytes]:
+        nonlocal received
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"Request body over {limit} bytes.")
+            yield chunk
+
+    parser = _InMemoryParser(
+        request.headers, stream(), max_files=2, max_fields=8, max_part_size=limit
+    )
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"Malformed multipart body: {exc.message}") from None
+
+
+async def _field(form: FormData, name: str, *, required: bool = True) -> bytes | None:
+    value = form.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"Missing multipart field '{name}'.")
+        return None
+    if isinstance(value, UploadFile):
+        return await value.read()
+    return value.encode()
+
+
+@router.post(
+    "/samples",
+    status_code=201,
+    response_model=SampleRead,
+    summary="Keep a selected request's audio and transcript (encrypted)",
+    description=(
+        "multipart/form-data with fields `project_id`, `request_id`, `audio` (WAV, FLAC, OGG "
+        "or MP3), `transcript` (the JSON transcription response) and optional `attributes` "
+        "(JSON object: accent, age_group, sex, noise_type, environment, domain). Only a ledger "
+        "row that is opted in, successful and selected by the sampler accepts a sample; "
+        "anything else is refused (409) before the audio is read, and nothing is written. "
+        "Needs a staff key with role `admin` (an upstream gateway)."
+    ),
+    responses={**_ERRORS, 409: {"description": "Opted out, not selected, or already stored"}},
+)
+async def create_sample(
+    request: Request, session: SessionDep, store: StoreDep, _principal: Admin
+) -> SampleRead:
+    form = await _read_multipart(request, store.max_bytes + service.MAX_TRANSCRIPT_BYTES + 65536)
+    try:
+        project_raw = await _field(form, "project_id")
+        request_id = (await _field(form, "request_id") or b"").decode(errors="replace").strip()
+        assert project_raw is not None
+        try:
+            project_id = uuid.UUID(project_raw.decode(errors="replace").strip())
+        except ValueError:
+            raise BadRequest("project_id is not a UUID.") from None
+        if not request_id:
+            raise BadRequest("request_id is empty.")
+        # The rules first: an opted-out request is refused before its audio is touched.
+        await run_in_threadpool(
+            service.check_candidate, session, project_id=project_id, request_id=request_id
+        )
+        audio = await _field(form, "audio")
+        transcript = await _field(form, "transcript")
+        raw_attributes = await _field(form, "attributes", required=False)
+    finally:
+        await form.close()
+    attributes: dict[str, Any] = {}
+    if raw_attributes:
+        try:
+            parsed = orjson.loads(raw_attributes)
+        except orjson.JSONDecodeError:
+            raise BadRequest("attributes is not valid JSON.") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest("attributes must be a JSON object.")
+        attributes = parsed
+    assert audio is not None
+    assert transcript is not None
+    sample = await run_in_threadpool(
+        service.store_sample,
+        session,
+        store,
+        project_id=project_id,
+        request_id=request_id,
+        audio=audio,
+        transcript=transcript,
+        attributes=attributes,
+    )
+    return SampleRead.of(sample)
+
+
+_SAMPLE_STAFF = frozenset({Role.ADMIN, Role.DATAOPS, Role.AUDITOR})
+
+
+def _check_can_read(principal: Principal) -> None:
+    if principal.is_staff and principal.role not in _SAMPLE_STAFF:
+        raise Forbidden("Samples are visible to admin, dataops and auditor staff keys.")
+    if not principal.is_staff and Scope.SAMPLES_READ not in principal.scopes:
+        raise Forbidden("This key lacks the 'samples:read' scope.")
+
+
+def _list_scope(principal: Principal, organization_id: uuid.UUID | None) -> uuid.UUID | None:
+    _check_can_read(principal)
+    if principal.is_staff:
+        return organization_id
+    # A customer key sees its own organization's samples, whatever it asked for.
+    if organization_id is not None and organization_id != principal.organization_id:
+        return uuid.UUID(int=0)
+    return principal.organization_id
+
+
+@router.get(
+    "/samples",
+    response_model=SampleList,
+    summary="List samples (staff: any organization; a project key: its own organization)",
+    responses=_ERRORS,
+)
+def list_samples(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    organization_id: uuid.UUID | None = None,
+    project_id: uuid.UUID | None = None,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SampleList:
+    scope = _list_scope(principal, organization_id)
+    rows, total = repository.list_samples(
+        session, organization_id=scope, project_id=project_id, limit=limit, offset=page * limit
+    )
+    return SampleList(samples=[SampleRead.of(r) for r in rows], total=total, page=page, limit=limit)
+
+
+@router.get("/samples/{sample_id}", response_model=SampleRead, responses=_ERRORS)
+def get_sample(
+    session: SessionDep, principal: CurrentPrincipal, sample_id: uuid.UUID
+) -> SampleRead:
+    sample = service.get_visible_sample(session, principal, sample_id)
+    _check_can_read(principal)
+    return SampleRead.of(sample)
+
+
+@router.patch(
+    "/samples/{sample_id}",
+    response_model=SampleRead,
+    summary="Label attributes (dataops, admin); set or release a legal hold (admin)",
+    responses=_ERRORS,
+)
+def update_sample(
+    session: SessionDep, principal: Labeler, sample_id: uuid.UUID, body: SampleUpdate
+) -> SampleRead:
+    if body.legal_hold is not None and principal.role != Role.ADMIN:
+        raise Forbidden("Only the admin role can set or release a legal hold.")
+    sample = service.get_visible_sample(session, principal, sample_id)
+    service.label_sample(
+        session,
+        sample,
+        attributes=body.attributes,
+        actor=principal.actor,
+        legal_hold=body.legal_hold,
+    )
+    return SampleRead.of(sample)
+
+
+@router.delete(
+    "/samples/{sample_id}",
+    status_code=204,
+    summary="Delete a sample (its owner's key with samples:write, or dataops/admin)",
+    responses=_ERRORS,
+)
+def delete_sample(
+    session: SessionDep, store: StoreDep, principal: CurrentPrincipal, sample_id: uuid.UUID
+) -> Response:
+    # Someone else's id is a 404 before any permission question.
+    sample = service.get_visible_sample(session, principal, sample_id)
+    if principal.is_staff and principal.role not in service.CONTENT_READERS:
+        raise Forbidden("Only dataops or admin staff keys can delete samples.")
+    if not principal.is_staff and Scope.SAMPLES_WRITE not in principal.scopes:
+        raise Forbidden("This key lacks the 'samples:write' scope.")
+    service.delete_sample(
+        session, store, sample, actor=principal.actor, reason="deleted by request"
+    )
+    return Response(status_code=204)
+
+
+def _content(kind: str) -> Any:
+    def read(
+        session: SessionDep, store: StoreDep, principal: CurrentPrincipal, sample_id: uuid.UUID
+    ) -> Response:
+        content = service.read_content(session, store, principal, sample_id, kind)
+        media = "application/json" if kind == "transcript" else "application/octet-stream"
+        return Response(content, media_type=media, headers={"Cache-Control": "no-store"})
+
+    return read
+
+
+for _kind in ("audio", "transcript"):
+    router.add_api_route(
+        f"/samples/{{sample_id}}/{_kind}",
+        _content(_kind),
+        methods=["GET"],
+        summary=f"Decrypted {_kind} (dataops, admin); every read is audit-logged",
+        responses={**_ERRORS, 200: {"description": f"The {_kind} as it was received"}},
+        response_class=Response,
+        name=f"read_sample_{_kind}",
+    )
+
+
+@router.get("/sampling-rates", response_model=SamplingRates, responses=_ERRORS)
+def list_sampling_rates(session: SessionDep, store: StoreDep, _principal: Admin) -> SamplingRates:
+    return SamplingRates(
+        default_rate=store.sampling.default_rate,
+        rates=[SamplingRateRead.model_validate(r) for r in repository.list_sampling_rates(session)],
+    )
+
+
+@router.put(
+    "/sampling-rates",
+    response_model=SamplingRateRead,
+    summary="Set the sampling rate of an organization, a model, or a model in an organization",
+    responses=_ERRORS,
+)
+def set_sampling_rate(
+    session: SessionDep, principal: Admin, body: SamplingRateIn
+) -> SamplingRateRead:
+    row = rates.set_rate(
+        session,
+        organization_id=body.organization_id,
+        model_name=body.model,
+        rate=body.rate,
+        actor=principal.actor,
+    )
+    return SamplingRateRead.model_validate(row)
+
+
+@router.delete("/sampling-rates/{rate_id}", status_code=204, responses=_ERRORS)
+def delete_sampling_rate(session: SessionDep, principal: Admin, rate_id: uuid.UUID) -> Response:
+    rates.delete_rate(session, rate_id, actor=principal.actor)
+    return Response(status_code=204)
+
+
+def _erasure_scope(principal: Principal, body: ErasureIn) -> tuple[uuid.UUID, uuid.UUID | None]:
+    if body.scope == "project" and body.project_id is None:
+        raise BadRequest("scope 'project' needs project_id.")
+    if principal.is_staff:
+        if principal.role != Role.ADMIN:
+            raise Forbidden("Only the admin role can request an erasure.")
+        if body.organization_id is None:
+            raise BadRequest("organization_id is required.")
+        return body.organization_id, body.project_id if body.scope == "project" else None
+    if Scope.SAMPLES_WRITE not in principal.scopes:
+        raise Forbidden("This key lacks the 'samples:write' scope.")
+    if body.scope != "project" or body.project_id != principal.project_id:
+        raise Forbidden("A project key can request the erasure of its own project only.")
+    assert principal.organization_id is not None
+    return principal.organization_id, principal.project_id
+
+
+@router.post(
+    "/erasure-requests",
+    status_code=201,
+    response_model=ErasureRead,
+    summary="Erase an organization's or a project's samples (crypto-shredding for organizations)",
+    description=(
+        "Runs at once and answers with the request's state: `done` only when nothing of the "
+        "scope remains; `failed` with the reason otherwise (resume it). Staff admin keys: any "
+        "scope; a project key with `samples:write`: its own project."
+    ),
+    responses={**_ERRORS, 409: {"description": "An erasure of this scope is already open"}},
+)
+def create_erasure(
+    request: Request, store: StoreDep, principal: CurrentPrincipal, body: ErasureIn
+) -> ErasureRead:
+    organization_id, project_id = _erasure_scope(principal, body)
+    factory = request.app.state.sessionmaker
+    with session_scope(factory) as session:
+        row = lifecycle.request_erasure(
+            session, organization_id=organization_id, project_id=project_id, actor=principal.actor
+        )
+        erasure_id = row.id
+    return ErasureRead.model_validate(
+        lifecycle.run_erasure(factory, store, erasure_id, actor=principal.actor)
+    )
+
+
+def _visible_erasure(
+    session: SessionDep, principal: Principal, erasure_id: uuid.UUID
+) -> ErasureRead:
+    row = lifecycle.get_erasure(session, erasure_id)
+    if principal.is_staff:
+        if principal.role not in {Role.ADMIN, Role.AUDITOR}:
+            raise Forbidden("Only admin and auditor staff keys can read erasure requests.")
+    elif row.organization_id != principal.organization_id or row.project_id != principal.project_id:
+        raise lifecycle.ErasureNotFound(f"Erasure request {erasure_id} not found.")
+    return ErasureRead.model_validate(row)
+
+
+@router.get(
+    "/erasure-requests",
+    response_model=list[ErasureRead],
+    summary="Erasure requests and tombstones (admin, auditor; a project key: its own)",
+    responses=_ERRORS,
+)
+def list_erasures(
+    session: SessionDep, principal: CurrentPrincipal, organization_id: uuid.UUID | None = None
+) -> list[ErasureRead]:
+    if principal.is_staff:
+        if principal.role not in {Role.ADMIN, Role.AUDITOR}:
+            raise Forbidden("Only admin and auditor staff keys can read erasure requests.")
+        rows = repository.list_erasures(session, organization_id=organization_id)
+    else:
+        rows = [
+            r
+            for r in repository.list_erasures(session, organization_id=principal.organization_id)
+            if r.project_id == principal.project_id
+        ]
+    return [ErasureRead.model_validate(r) for r in rows]
+
+
+@router.get("/erasure-requests/{erasure_id}", response_model=ErasureRead, responses=_ERRORS)
+def get_erasure(
+    session: SessionDep, principal: CurrentPrincipal, erasure_id: uuid.UUID
+) -> ErasureRead:
+    return _visible_erasure(session, principal, erasure_id)
+
+
+@router.post(
+    "/erasure-requests/{erasure_id}/resume",
+    response_model=ErasureRead,
+    summary="Resume a failed or interrupted erasure from its first unfinished store",
+    responses=_ERRORS,
+)
+def resume_erasure(
+    request: Request, store: StoreDep, principal: Admin, erasure_id: uuid.UUID
+) -> ErasureRead:
+    factory = request.app.state.sessionmaker
+    with session_scope(factory) as session:
+        lifecycle.get_erasure(session, erasure_id)
+    return ErasureRead.model_validate(
+        lifecycle.run_erasure(factory, store, erasure_id, actor=principal.actor)
+    )

@@ -1,0 +1,132 @@
+"""Every query of the samples domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.tables.samples import ErasureRequest, Sample, SamplingRate
+
+
+def get_sample(session: Session, sample_id: uuid.UUID) -> Sample | None:
+    return session.get(Sample, sample_id)
+
+
+def get_sample_for_request(
+    session: Session, *, project_id: uuid.UUID, request_id: str
+) -> Sample | None:
+    return session.scalars(
+        select(Sample).where(Sample.project_id == project_id, Sample.request_id == request_id)
+    ).first()
+
+
+def list_samples(
+    session: Session,
+    *,
+    organization_id: uuid.UUID | None,
+    project_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Sample], int]:
+    stmt = select(Sample)
+    if organization_id is not None:
+        stmt = stmt.where(Sample.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(Sample.project_id == project_id)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(
+        stmt.order_by(Sample.created_at.desc(), Sample.id).limit(limit).offset(offset)
+    ).all()
+    return rows, total
+
+
+def expired_samples(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Sample]:
+    return session.scalars(
+        select(Sample)
+        .where(Sample.retention_until <= now, Sample.legal_hold.is_(False))
+        .order_by(Sample.retention_until, Sample.id)
+        .limit(limit)
+    ).all()
+
+
+def samples_in_scope(
+    session: Session,
+    *,
+    organization_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    limit: int | None = None,
+) -> Sequence[Sample]:
+    stmt = select(Sample).where(Sample.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(Sample.project_id == project_id)
+    if limit is not None:
+        stmt = stmt.order_by(Sample.id).limit(limit)
+    return session.scalars(stmt).all()
+
+
+def count_in_scope(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None
+) -> int:
+    stmt = select(func.count()).select_from(Sample).where(Sample.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(Sample.project_id == project_id)
+    return session.scalar(stmt) or 0
+
+
+def delete_in_scope(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None
+) -> int:
+    stmt = delete(Sample).where(Sample.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(Sample.project_id == project_id)
+    result = session.execute(stmt)
+    session.flush()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def all_blob_keys(session: Session) -> dict[str, uuid.UUID]:
+    """Every blob key the catalog refers to, with its sample id."""
+    keys: dict[str, uuid.UUID] = {}
+    for sample_id, audio, transcript in session.execute(
+        select(Sample.id, Sample.audio_blob_key, Sample.transcript_blob_key)
+    ):
+        keys[audio] = sample_id
+        keys[transcript] = sample_id
+    return keys
+
+
+def open_erasure(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None
+) -> ErasureRequest | None:
+    """An unfinished erasure covering this organization (or this project of it)."""
+    stmt = select(ErasureRequest).where(
+        ErasureRequest.organization_id == organization_id,
+        ErasureRequest.status != "done",
+    )
+    for row in session.scalars(stmt):
+        if row.scope == "organization" or row.project_id == project_id:
+            return row
+    return None
+
+
+def list_erasures(
+    session: Session, *, organization_id: uuid.UUID | None
+) -> Sequence[ErasureRequest]:
+    stmt = select(ErasureRequest).order_by(ErasureRequest.created_at.desc())
+    if organization_id is not None:
+        stmt = stmt.where(ErasureRequest.organization_id == organization_id)
+    return session.scalars(stmt).all()
+
+
+def list_sampling_rates(session: Session) -> Sequence[SamplingRate]:
+    return session.scalars(
+        select(SamplingRate).order_by(SamplingRate.organization_id, SamplingRate.model_name)
+    ).all()
+
+
+def get_sampling_rate_by_scope(session: Session, scope_key: str) -> SamplingRate | None:
+    return session.scalars(select(SamplingRate).where(SamplingRate.scope_key == scope_key)).first()

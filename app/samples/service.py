@@ -1,0 +1,291 @@
+"""Keep, read, label and delete samples: the rules of the encrypted sample store.
+
+A sample is stored only for a ledger row that is opted in, successful and selected by the
+sampler — checked before the audio is even looked at, so a refused request leaves nothing
+anywhere. Audio and transcript are encrypted (AES-256-GCM, the organization's data key) before
+they reach the blob store; the catalog row and the ledger's ``sample_kept`` are written in the
+caller's transaction. A crash between the blob write and the commit leaves an orphan blob
+that nobody can see and ``mip store verify`` reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from app.audit.service import record_event
+from app.kit.auth import Principal, Role
+from app.kit.crypto import decrypt_stream, encrypt_stream
+from app.kit.db import utcnow
+from app.kit.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from app.ledger import repository as ledger_repository
+from app.samples import repository
+from app.samples.attributes import check_attributes
+from app.samples.keys import active_data_key, key_resolver
+from app.samples.runtime import SampleStore
+from app.tables.ledger import LedgerEntry
+from app.tables.samples import Sample
+from app.tenancy import repository as tenancy_repository
+from asr.audio import AudioError, decode
+from asr.snr import estimate_snr_db
+
+log = logging.getLogger("mip.samples")
+
+MAX_TRANSCRIPT_BYTES = 8 * 1024 * 1024
+CONTENT_READERS = frozenset({Role.ADMIN, Role.DATAOPS})
+
+
+class SampleRefused(Conflict):
+    """The ledger row does not allow keeping a sample (opted out, failed, not selected)."""
+
+
+class InvalidSample(BadRequest):
+    """Audio or transcript that cannot be stored as given."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleContent:
+    audio: bytes
+    transcript: bytes
+
+
+def blob_prefix(organization_id: uuid.UUID) -> str:
+    return f"orgs/{organization_id}/"
+
+
+def blob_key(organization_id: uuid.UUID, sample_id: uuid.UUID, kind: str) -> str:
+    # One folder per organization, not per sample: a new folder costs a directory fsync.
+    return f"orgs/{organization_id}/samples/{sample_id}.{kind}"
+
+
+def crypto_context(sample: Sample, kind: str) -> dict[str, str]:
+    return {"org": str(sample.organization_id), "sample": str(sample.id), "kind": kind}
+
+
+def check_candidate(session: Session, *, project_id: uuid.UUID, request_id: str) -> LedgerEntry:
+    """The ledger row a sample may be stored for, or the 4xx that says why not."""
+    entry = ledger_repository.get_entry(session, project_id=project_id, request_id=request_id)
+    if entry is None:
+        raise NotFound(f"No ledger record for request {request_id} in project {project_id}.")
+    if entry.mip_opt_out:
+        raise SampleRefused(
+            f"Request {request_id} opted out of the Model Improvement Program "
+            f"(source: {entry.opt_out_source}); nothing of it is stored."
+        )
+    if entry.http_status >= 400:
+        raise SampleRefused(f"Request {request_id} failed (status {entry.http_status}).")
+    if not entry.sample_selected:
+        raise SampleRefused(
+            f"Request {request_id} was not selected by the sampler (rate {entry.sampling_rate})."
+        )
+    if entry.sample_kept or repository.get_sample_for_request(
+        session, project_id=project_id, request_id=request_id
+    ):
+        raise Conflict(f"A sample of request {request_id} is already stored.")
+    if repository.open_erasure(
+        session, organization_id=entry.organization_id, project_id=project_id
+    ):
+        raise Conflict(
+            f"An erasure of this organization's data is in progress; {request_id} is not stored."
+        )
+    return entry
+
+
+def _check_transcript(transcript: bytes) -> None:
+    if len(transcript) > MAX_TRANSCRIPT_BYTES:
+        raise PayloadTooLarge(f"Transcript over {MAX_TRANSCRIPT_BYTES} bytes.")
+    try:
+        parsed = orjson.loads(transcript)
+    except orjson.JSONDecodeError:
+        raise InvalidSample("The transcript is not valid JSON.") from None
+    if not isinstance(parsed, dict):
+        raise InvalidSample("The transcript must be a JSON object (a transcription response).")
+
+
+def store_sample(
+    session: Session,
+    store: SampleStore,
+    *,
+    project_id: uuid.UUID,
+    request_id: str,
+    audio: bytes,
+    transcript: bytes,
+    attributes: dict[str, Any] | None = None,
+) -> Sample:
+    """Encrypt and keep one selected request's audio and transcript (raw JSON bytes)."""
+    entry = check_candidate(session, project_id=project_id, request_id=request_id)
+    if len(audio) > store.max_bytes:
+        raise PayloadTooLarge(f"Audio over {store.max_bytes} bytes.")
+    _check_transcript(transcript)
+    client_values = check_attributes(attributes or {})
+    try:
+        decoded = decode(audio, max_seconds=store.max_seconds)
+    except AudioError as exc:
+        raise InvalidSample(str(exc)) from None
+    organization = tenancy_repository.get_organization_or_raise(session, entry.organization_id)
+    key = active_data_key(session, store.keys, store.cache, entry.organization_id)
+    now = utcnow()
+    sample = Sample(
+        id=uuid.uuid4(),
+        organization_id=entry.organization_id,
+        project_id=project_id,
+        request_id=request_id,
+        ledger_entry_id=entry.id,
+        created_at=now,
+        retention_until=now + dt.timedelta(days=organization.retention_days),
+        legal_hold=False,
+        key_version=key.version,
+        audio_bytes=len(audio),
+        transcript_bytes=len(transcript),
+        audio_format=decoded.source.format,
+        duration_seconds=decoded.source.duration,
+        sample_rate=decoded.source.sample_rate,
+        channels=decoded.source.channels,
+        language=entry.language,
+        model_name=entry.model_name,
+    )
+    sample.audio_blob_key = blob_key(sample.organization_id, sample.id, "audio")
+    sample.transcript_blob_key = blob_key(sample.organization_id, sample.id, "transcript")
+    for name, value in client_values.items():
+        _set_attribute(sample, name, value, "client")
+    snr = estimate_snr_db(decoded.samples, decoded.sample_rate)
+    if snr is not None:
+        _set_attribute(sample, "snr_db", round(snr, 2), "measured")
+    written: list[str] = []
+    try:
+        stored = 0
+        for kind, payload in (("audio", audio), ("transcript", transcript)):
+            name = sample.audio_blob_key if kind == "audio" else sample.transcript_blob_key
+            chunks = encrypt_stream(
+                [payload],
+                key=key.key,
+                key_version=key.version,
+                context=crypto_context(sample, kind),
+            )
+            stored += store.blobs.put(name, chunks)
+            written.append(name)
+        sample.stored_bytes = stored
+        session.add(sample)
+        entry.sample_kept = True
+        session.flush()
+    except BaseException:
+        for name in written:
+            _delete_quietly(store, name)
+        raise
+    return sample
+
+
+def _set_attribute(sample: Sample, name: str, value: str | float | None, source: str) -> None:
+    setattr(sample, name, value)
+    setattr(sample, f"{name}_source", None if value is None else source)
+
+
+def _delete_quietly(store: SampleStore, name: str) -> None:
+    try:
+        store.blobs.delete(name)
+    except Exception:
+        # verify reports the orphan; the original error matters more to the caller.
+        log.exception(
+            "could not remove a blob after a failed store", extra={"fields": {"key": name}}
+        )
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+def get_visible_sample(session: Session, principal: Principal, sample_id: uuid.UUID) -> Sample:
+    """The sample if ``principal`` may see it: staff, or a key of the owning organization."""
+    sample = repository.get_sample(session, sample_id)
+    if sample is None or (
+        not principal.is_staff and sample.organization_id != principal.organization_id
+    ):
+        raise NotFound(f"Sample {sample_id} not found.")
+    return sample
+
+
+def decrypt_object(session: Session, store: SampleStore, sample: Sample, kind: str) -> bytes:
+    """The whole plaintext, authenticated end to end before any of it is returned."""
+    name = sample.audio_blob_key if kind == "audio" else sample.transcript_blob_key
+    key_for = key_resolver(session, store.keys, store.cache, sample.organization_id)
+    return b"".join(
+        decrypt_stream(store.blobs.get(name), key_for=key_for, context=crypto_context(sample, kind))
+    )
+
+
+def read_content(
+    session: Session, store: SampleStore, principal: Principal, sample_id: uuid.UUID, kind: str
+) -> bytes:
+    """Decrypted audio or transcript, for dataops and admin only; every read is audited."""
+    if principal.role not in CONTENT_READERS:
+        raise Forbidden("Only staff keys with role dataops or admin can read sample content.")
+    sample = get_visible_sample(session, principal, sample_id)
+    content = decrypt_object(session, store, sample, kind)
+    record_event(
+        session,
+        actor=principal.actor,
+        action=f"sample.{kind}_read",
+        target_type="sample",
+        target_id=str(sample.id),
+        organization_id=sample.organization_id,
+        details={"bytes": len(content)},
+    )
+    return content
+
+
+def delete_sample(
+    session: Session, store: SampleStore, sample: Sample, *, actor: str, reason: str
+) -> None:
+    """Remove the catalog row, then the blobs (a failure rolls the row back)."""
+    session.delete(sample)
+    session.flush()
+    for name in (sample.audio_blob_key, sample.transcript_blob_key):
+        store.blobs.delete(name)
+    record_event(
+        session,
+        actor=actor,
+        action="sample.deleted",
+        target_type="sample",
+        target_id=str(sample.id),
+        organization_id=sample.organization_id,
+        details={"reason": reason, "request_id": sample.request_id},
+    )
+
+
+def label_sample(
+    session: Session,
+    sample: Sample,
+    *,
+    attributes: dict[str, Any],
+    actor: str,
+    legal_hold: bool | None = None,
+) -> Sample:
+    """Set attributes as ``labeled`` (None clears one); optionally set the legal hold."""
+    for name, value in check_attributes(attributes).items():
+        _set_attribute(sample, name, value, "labeled")
+    if attributes:
+        sample.labeled_at = utcnow()
+        sample.labeled_by = actor
+    if legal_hold is not None and legal_hold != sample.legal_hold:
+        sample.legal_hold = legal_hold
+        record_event(
+            session,
+            actor=actor,
+            action="sample.legal_hold_set" if legal_hold else "sample.legal_hold_released",
+            target_type="sample",
+            target_id=str(sample.id),
+            organization_id=sample.organization_id,
+        )
+    session.flush()
+    return sample
+
+
+def iter_blob_names(sample: Sample) -> Iterator[str]:
+    yield sample.audio_blob_key
+    yield sample.transcript_blob_key

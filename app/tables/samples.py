@@ -1,0 +1,159 @@
+"""The encrypted sample store: catalog, data keys, sampling rates and erasure requests.
+
+Only ciphertext lives in the blob store; these tables hold metadata, wrapped keys and the
+labels DataOps uses to balance training sets. Never audio, never a transcript.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.kit.db import Base, UTCDateTime, utcnow
+
+# Speaker and recording attributes a sample can carry; each has a value and a source.
+ATTRIBUTES: tuple[str, ...] = (
+    "accent",
+    "age_group",
+    "sex",
+    "noise_type",
+    "snr_db",
+    "environment",
+    "domain",
+)
+ATTRIBUTE_SOURCES: tuple[str, ...] = ("measured", "labeled", "client")
+
+
+class DataKey(Base):
+    """An organization's AES-256 data key, stored only wrapped by the key-encryption key."""
+
+    __tablename__ = "data_keys"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "version"),
+        CheckConstraint("status IN ('active', 'retired', 'destroyed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    kek_provider: Mapped[str] = mapped_column(String(16))
+    kek_version: Mapped[str] = mapped_column(String(256))
+    # NULL once destroyed (crypto-shredding): the objects it sealed can never be read again.
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rewrapped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    destroyed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SamplingRate(Base):
+    """A sampling rate for an organization, a model, or a model within an organization."""
+
+    __tablename__ = "sampling_rates"
+    __table_args__ = (
+        # NULLs are distinct in a unique constraint, so the pair is also kept as one key.
+        UniqueConstraint("scope_key"),
+        CheckConstraint("rate >= 0 AND rate <= 1", name="rate"),
+        CheckConstraint("organization_id IS NOT NULL OR model_name IS NOT NULL", name="has_scope"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    scope_key: Mapped[str] = mapped_column(String(200))
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    rate: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class Sample(Base):
+    """One kept request: where its ciphertext is, what it sounds like, how long it may stay."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        UniqueConstraint("project_id", "request_id"),
+        Index("ix_samples_org_created", "organization_id", "created_at"),
+        Index("ix_samples_retention_until", "retention_until"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id"))
+    request_id: Mapped[str] = mapped_column(String(128))
+    ledger_entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retention_until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    audio_blob_key: Mapped[str] = mapped_column(String(300))
+    transcript_blob_key: Mapped[str] = mapped_column(String(300))
+    key_version: Mapped[int] = mapped_column(Integer)
+    audio_bytes: Mapped[int] = mapped_column(BigInteger)
+    transcript_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    audio_format: Mapped[str] = mapped_column(String(16))
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(128))
+    accent: Mapped[str | None] = mapped_column(String(64))
+    accent_source: Mapped[str | None] = mapped_column(String(16))
+    age_group: Mapped[str | None] = mapped_column(String(64))
+    age_group_source: Mapped[str | None] = mapped_column(String(16))
+    sex: Mapped[str | None] = mapped_column(String(64))
+    sex_source: Mapped[str | None] = mapped_column(String(16))
+    noise_type: Mapped[str | None] = mapped_column(String(64))
+    noise_type_source: Mapped[str | None] = mapped_column(String(16))
+    snr_db: Mapped[float | None] = mapped_column(Float)
+    snr_db_source: Mapped[str | None] = mapped_column(String(16))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    environment_source: Mapped[str | None] = mapped_column(String(16))
+    domain: Mapped[str | None] = mapped_column(String(64))
+    domain_source: Mapped[str | None] = mapped_column(String(16))
+    labeled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    labeled_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class ErasureRequest(Base):
+    """An erasure of an organization's or a project's samples, and its tombstone afterwards.
+
+    ``stores`` tracks each store separately ({"keys": "done", "blobs": "pending", ...}) so an
+    interrupted request resumes where it stopped and is never reported done too early.
+    """
+
+    __tablename__ = "erasure_requests"
+    __table_args__ = (
+        CheckConstraint("scope IN ('organization', 'project')", name="scope"),
+        CheckConstraint("status IN ('pending', 'in_progress', 'done', 'failed')", name="status"),
+        Index("ix_erasure_requests_org", "organization_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    scope: Mapped[str] = mapped_column(String(16))
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    stores: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
