@@ -40,7 +40,7 @@ from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import record_request
 from app.samples.runtime import SampleStore
 from app.samples.sampling import SamplingConfig, SamplingPolicy, sampling_score
-from app.samples.service import store_sample
+from app.samples.service import blob_key, store_sample
 from app.tenancy import service as tenancy
 
 console = Console(stderr=True)
@@ -101,7 +101,7 @@ class StorePath:
         self.organization_id = organization_id
 
     def _name_and_context(self, sample_id: uuid.UUID) -> tuple[str, dict[str, str]]:
-        name = f"orgs/{self.organization_id}/samples/{sample_id}/audio"
+        name = blob_key(self.organization_id, sample_id, "audio")  # the store's own layout
         context = {"org": str(self.organization_id), "sample": str(sample_id), "kind": "audio"}
         return name, context
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
 
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import ingest_batch
@@ -230,6 +231,9 @@ class TestOptOutNeverStored:
             roots.append(service.blob_root)
         settings_dir = service.app.state.settings.data_dir
         roots.append(Path(settings_dir))
+        if service.db.backend == "sqlite":
+            # The database file itself (and its WAL): metadata only, never audio.
+            roots.append(Path(str(make_url(service.db.url).database)).parent)
         for root in roots:
             if root.exists():
                 assert _plaintext_hits(root, needles, started) == [], root
