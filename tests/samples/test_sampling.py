@@ -193,6 +193,15 @@ def _plaintext_hits(root: Path, needles: list[bytes], since: float) -> list[str]
     return hits
 
 
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory as tempfile's default, so a scan sees only this test's files."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
 class TestOptOutNeverStored:
     @settings(
         max_examples=8,
@@ -207,8 +216,13 @@ class TestOptOutNeverStored:
         )
     )
     def test_random_request_streams(
-        self, service: Service, speech: bytes, stream: list[tuple[str | None, bool]]
+        self,
+        service: Service,
+        speech: bytes,
+        private_tempdir: Path,
+        stream: list[tuple[str | None, bool]],
     ) -> None:
+        assert tempfile.gettempdir() == str(private_tempdir)
         started = time.time() - 1
         kept_before = service.object_count()
         expected_kept = 0
@@ -226,6 +240,8 @@ class TestOptOutNeverStored:
             expected_kept += allowed
         assert service.object_count() == kept_before + 2 * expected_kept
         needles = [b"OPTED-OUT-", speech[2000:2064]]
+        # tempfile's directory for this test only (see the fixture): whatever the service
+        # spooled would be there, and nothing else is.
         roots = [Path(tempfile.gettempdir())]
         if service.blob_root is not None:
             roots.append(service.blob_root)
