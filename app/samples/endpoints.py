@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -125,7 +126,7 @@ async def create_sample(
         if not request_id:
             raise BadRequest("request_id is empty.")
         # The rules first: an opted-out request is refused before its audio is touched.
-        await run_in_threadpool(
+        entry = await run_in_threadpool(
             service.check_candidate, session, project_id=project_id, request_id=request_id
         )
         audio = await _field(form, "audio")
@@ -145,11 +146,10 @@ async def create_sample(
     assert audio is not None
     assert transcript is not None
     sample = await run_in_threadpool(
-        service.store_sample,
+        service.keep_sample,
         session,
         store,
-        project_id=project_id,
-        request_id=request_id,
+        entry=entry,
         audio=audio,
         transcript=transcript,
         attributes=attributes,
@@ -350,9 +350,7 @@ def create_erasure(
     )
 
 
-def _visible_erasure(
-    session: SessionDep, principal: Principal, erasure_id: uuid.UUID
-) -> ErasureRead:
+def _visible_erasure(session: Session, principal: Principal, erasure_id: uuid.UUID) -> ErasureRead:
     row = lifecycle.get_erasure(session, erasure_id)
     if principal.is_staff:
         if principal.role not in {Role.ADMIN, Role.AUDITOR}:

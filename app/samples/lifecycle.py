@@ -126,7 +126,7 @@ def run_erasure(
     at the first store not ``done``. It is ``done`` only when nothing of the scope remains.
     """
     with session_scope(factory) as session:
-        row = _erasure_or_raise(session, erasure_id)
+        row = get_erasure(session, erasure_id)
         if row.status == "done":
             return row
         row.status = "in_progress"
@@ -135,13 +135,13 @@ def run_erasure(
     try:
         for step in _pending_steps(factory, erasure_id):
             with session_scope(factory) as session:
-                row = _erasure_or_raise(session, erasure_id)
+                row = get_erasure(session, erasure_id)
                 count = _ERASURE_STEPS[step](session, store, row)
                 row.stores = {**row.stores, step: "done"}
                 row.counts = {**row.counts, step: count}
                 row.updated_at = utcnow()
         with session_scope(factory) as session:
-            row = _erasure_or_raise(session, erasure_id)
+            row = get_erasure(session, erasure_id)
             _check_nothing_remains(session, store, row)
             row.status = "done"
             row.finished_at = row.updated_at = utcnow()
@@ -157,12 +157,12 @@ def run_erasure(
     except Exception as exc:
         log.exception("erasure failed", extra={"fields": {"erasure_id": str(erasure_id)}})
         with session_scope(factory) as session:
-            row = _erasure_or_raise(session, erasure_id)
+            row = get_erasure(session, erasure_id)
             row.status = "failed"
             row.reason = f"{type(exc).__name__}: {exc}"[:1000]
             row.updated_at = utcnow()
     with session_scope(factory) as session:
-        final = _erasure_or_raise(session, erasure_id)
+        final = get_erasure(session, erasure_id)
         session.expunge(final)
         return final
 
@@ -178,17 +178,14 @@ def get_erasure(session: Session, erasure_id: uuid.UUID) -> ErasureRequest:
     return row
 
 
-_erasure_or_raise = get_erasure
-
-
 def _pending_steps(factory: sessionmaker[Session], erasure_id: uuid.UUID) -> list[str]:
     with session_scope(factory) as session:
-        row = _erasure_or_raise(session, erasure_id)
+        row = get_erasure(session, erasure_id)
         return [name for name, state in row.stores.items() if state != "done"]
 
 
-def _erase_keys(session: Session, _store: SampleStore, row: ErasureRequest) -> int:
-    _store.cache.clear()
+def _erase_keys(session: Session, store: SampleStore, row: ErasureRequest) -> int:
+    store.cache.clear()
     return destroy_organization_keys(session, row.organization_id)
 
 

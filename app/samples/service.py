@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
@@ -121,6 +122,22 @@ def store_sample(
 ) -> Sample:
     """Encrypt and keep one selected request's audio and transcript (raw JSON bytes)."""
     entry = check_candidate(session, project_id=project_id, request_id=request_id)
+    return keep_sample(
+        session, store, entry=entry, audio=audio, transcript=transcript, attributes=attributes
+    )
+
+
+def keep_sample(
+    session: Session,
+    store: SampleStore,
+    *,
+    entry: LedgerEntry,
+    audio: bytes,
+    transcript: bytes,
+    attributes: dict[str, Any] | None = None,
+) -> Sample:
+    """:func:`store_sample` for a ledger row that :func:`check_candidate` has just returned."""
+    project_id, request_id = entry.project_id, entry.request_id
     if len(audio) > store.max_bytes:
         raise PayloadTooLarge(f"Audio over {store.max_bytes} bytes.")
     _check_transcript(transcript)
@@ -175,9 +192,12 @@ def store_sample(
         session.add(sample)
         entry.sample_kept = True
         session.flush()
-    except BaseException:
+    except BaseException as exc:
         for name in written:
             _delete_quietly(store, name)
+        if isinstance(exc, IntegrityError):
+            # Another writer kept this request between our check and our insert.
+            raise Conflict(f"A sample of request {request_id} is already stored.") from None
         raise
     return sample
 
