@@ -15,6 +15,9 @@ RUN python -m venv /opt/mip
 
 # Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
 COPY pyproject.toml ./
+# torch from PyTorch's CPU index first: from PyPI the same pin pulls several GB of CUDA wheels.
+# (A GPU image for training workers swaps this index for a CUDA one; see docs/deploy.md.)
+RUN /opt/mip/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/mip/bin/pip install --requirement requirements.txt
 
@@ -43,6 +46,9 @@ RUN groupadd --system --gid 10001 mip \
         --shell /usr/sbin/nologin mip
 
 COPY --from=builder /opt/mip /opt/mip
+# The base model package shipped with the repository (read-only; MIP_MODELS_DIR holds others).
+COPY models /opt/mip-models
+ENV MIP_BUNDLED_MODELS_DIR=/opt/mip-models
 
 USER mip
 WORKDIR /var/lib/mip

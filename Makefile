@@ -19,14 +19,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# espeak-ng renders the synthetic speech the tests, demos and benchmarks use.
+# espeak-ng renders the synthetic speech the tests, demos and benchmarks use; WordNet's example
+# sentences, fortunes and the wamerican word list are its general English text corpus.
+SYSTEM_PACKAGES := espeak-ng wordnet-base fortunes wamerican
 system-deps:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON))"; exit 1; }
-	@command -v espeak-ng >/dev/null || { \
-		echo "Installing espeak-ng (apt-get)"; \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	test -z "$$missing" || { \
+		echo "Installing $$missing (apt-get)"; \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 run: install
 	$(BIN)/mip migrate

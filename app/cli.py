@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.audit.cli import audit_app
 from app.billing.cli import billing_app
+from app.engine.cli import asr_app
 from app.kit.cli import err_console, print_json, print_record
 from app.kit.errors import MIPError
 from app.kit.settings import get_settings
@@ -36,6 +37,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(billing_app, name="billing")
 app.add_typer(store_app, name="store")
 app.add_typer(crypto_app, name="crypto")
+app.add_typer(asr_app, name="asr")
 
 
 @config_app.command("show")

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from app.audit.endpoints import router as audit_router
 from app.billing.endpoints import router as billing_router
+from app.engine.endpoints import router as models_router
+from app.engine.registry import open_model_registry
 from app.health.endpoints import router as health_router
 from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.http import RequestContextMiddleware, install_error_handlers
@@ -16,6 +18,8 @@ from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
 from app.ledger.endpoints import register_schemas as register_ledger_schemas
 from app.ledger.endpoints import router as ledger_router
+from app.listen.endpoints import router as listen_router
+from app.listen.service import ActiveRequests, ListenRuntime, TranscriberCache
 from app.pricing.endpoints import router as pricing_router
 from app.samples.endpoints import router as samples_router
 from app.samples.runtime import open_sample_store
@@ -39,10 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json_output=settings.log_json)
     engine = create_db_engine(settings.effective_database_url)
+    registry = open_model_registry(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        registry.start()  # loads every package before the first request, then polls
         yield
+        registry.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -56,6 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.store = open_sample_store(settings)
     app.state.sampling = app.state.store.sampling
+    app.state.models = registry
+    app.state.listen = ListenRuntime(
+        models=registry,
+        transcribers=TranscriberCache(),
+        store=app.state.store,
+        max_audio_seconds=settings.listen_max_audio_seconds,
+    )
+    app.state.listen_limiter = ActiveRequests(settings.max_active_requests)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in (
@@ -67,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         billing_router,
         samples_router,
+        models_router,
+        listen_router,
     ):
         app.include_router(router)
     register_ledger_schemas(app)

@@ -155,7 +155,14 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path, worker_id: str)
 
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
-    return Settings(env="test", data_dir=tmp_path / "var", database_url=db.url, log_json=True)
+    # No bundled model: most tests never transcribe, and loading it costs each app start.
+    return Settings(
+        env="test",
+        data_dir=tmp_path / "var",
+        database_url=db.url,
+        log_json=True,
+        bundled_models_dir=None,
+    )
 
 
 @pytest.fixture

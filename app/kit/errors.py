@@ -14,7 +14,8 @@ Tree (domains subclass these beside their service)::
     ├── NotFound                404 NOT_FOUND
     ├── Conflict                409 CONFLICT
     ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
-    └── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
+    ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
+    └── TooManyRequests         429 TOO_MANY_REQUESTS
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class UnsupportedMediaType(MIPError):
     err_code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class TooManyRequests(MIPError):
+    status_code = 429
+    err_code = "TOO_MANY_REQUESTS"
+
+
 HTTP_ERROR_CODES: dict[int, str] = {
     400: BadRequest.err_code,
     401: Unauthorized.err_code,
@@ -86,4 +92,5 @@ HTTP_ERROR_CODES: dict[int, str] = {
     409: Conflict.err_code,
     413: PayloadTooLarge.err_code,
     415: UnsupportedMediaType.err_code,
+    429: TooManyRequests.err_code,
 }

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 Environment = Literal["development", "test", "production"]
+# The models/ folder next to app/: packages shipped with the repository (read-only).
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 class Settings(BaseSettings):
@@ -49,6 +51,31 @@ class Settings(BaseSettings):
     max_sample_seconds: float = Field(default=3600.0, gt=0)
     worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # --- the model directory (app.engine) ---
+    models_dir: Path | None = Field(
+        default=None, description="model packages (*.dg) served; default data_dir/models"
+    )
+    bundled_models_dir: Path | None = Field(
+        default=BUNDLED_MODELS_DIR,
+        description="read-only packages shipped with the service (empty: none)",
+    )
+    models_poll_seconds: float = Field(
+        default=5.0, gt=0, description="how often the model directories are rescanned"
+    )
+    default_model: str = Field(default="general", description="the model of a request naming none")
+
+    # --- /v1/listen ---
+    max_active_requests: int = Field(
+        default=4, ge=1, description="concurrent transcriptions; beyond it a 429"
+    )
+    listen_max_audio_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    listen_max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
+    listen_url_enabled: bool = Field(default=False, description='accept JSON {"url": …} bodies')
+    listen_url_timeout_seconds: float = Field(default=30.0, gt=0)
+    listen_url_allow_private: bool = Field(
+        default=False, description="let URL sources reach private/loopback hosts (tests only)"
+    )
+
     @field_validator(
         "bootstrap_admin_key",
         "database_url",
@@ -64,6 +91,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose passes "${VAR:-}" as an empty string when the variable is not set.
+        return None if value == "" else value
+
+    @field_validator("models_dir", "bundled_models_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
     @model_validator(mode="after")
@@ -90,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def effective_key_file(self) -> Path:
         return self.key_file or self.data_dir / "keys" / "kek.json"
+
+    @property
+    def effective_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def effective_database_url(self) -> str:

@@ -61,6 +61,7 @@ def make_settings(
         "database_url": db.url,
         "sampling_rate": 1.0,
         "sampling_secret": "test-secret-of-the-sample-store",
+        "bundled_models_dir": None,
     }
     if backend == "s3":
         assert s3 is not None

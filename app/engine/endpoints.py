@@ -1,0 +1,62 @@
+"""Model directory HTTP: ``GET /v1/models`` and ``GET /v1/models/{model_id}`` (Deepgram's)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.engine.registry import ModelRegistry
+from app.engine.schemas import ModelsRead, SttModelRead
+from app.tenancy.auth import CurrentPrincipal
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed query parameter"},
+    401: {"description": "Missing or invalid key"},
+}
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.models
+    return registry
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+
+
+@router.get(
+    "/models",
+    response_model=ModelsRead,
+    summary="List the speech-to-text models this service serves",
+    description=(
+        "The latest version of every installed model (`include_outdated=true`: every version). "
+        "Any valid project or staff key may call it."
+    ),
+    responses=_ERRORS,
+)
+def list_models(
+    registry: RegistryDep,
+    _principal: CurrentPrincipal,
+    include_outdated: Annotated[
+        bool, Query(description="also list versions that a newer one replaced")
+    ] = False,
+) -> ModelsRead:
+    models = registry.models()  # by name, newest version first
+    if not include_outdated:
+        newest: dict[str, str] = {}
+        for loaded in models:
+            newest.setdefault(loaded.manifest.name, loaded.manifest.version)
+        models = [m for m in models if m.manifest.version == newest[m.manifest.name]]
+    return ModelsRead(stt=[SttModelRead.of(m) for m in models], tts=[])
+
+
+@router.get(
+    "/models/{model_id}",
+    response_model=SttModelRead,
+    summary="One model by its uuid",
+    responses={**_ERRORS, 404: {"description": "No installed model has this uuid"}},
+)
+def get_model(model_id: str, registry: RegistryDep, _principal: CurrentPrincipal) -> SttModelRead:
+    return SttModelRead.of(registry.get_or_raise(model_id))

@@ -1,0 +1,157 @@
+"""``POST /v1/listen``: Deepgram-compatible pre-recorded transcription."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
+
+from app.kit.auth import Principal, Scope
+from app.kit.context import current_request_id
+from app.kit.db import utcnow
+from app.kit.deps import SessionDep
+from app.kit.errors import BadRequest, Forbidden, MIPError, PayloadTooLarge, UnsupportedMediaType
+from app.kit.settings import Settings
+from app.listen import service
+from app.listen.params import parse_listen_params
+from app.listen.remote import fetch_audio
+from app.listen.schemas import ListenResponse, UrlSource
+from app.tenancy.auth import CurrentPrincipal
+
+router = APIRouter(tags=["listen"])
+
+_PARAMS_DOC = (
+    "Query parameters as Deepgram's: `model`, `language`, `version`, `mip_opt_out` "
+    "(true/false/1/0; absent = opted in unless the contract opts out), `tag`, `keyterm`, "
+    "`keywords` (needs the phoneme and g2p models), `punctuate`, `smart_format`, `replace`, "
+    "`utterances`, `utt_split`, `extra`. No-ops: `tier`, `filler_words`, `numerals`, "
+    "`dictation`, `measurements`, `language_hint`. Features that need their own model "
+    "(`diarize`, `detect_language`, `sentiment`, `intents`, `topics`, `summarize`, `search`) "
+    "get a 400 naming it when it is not installed. Refused (400): `callback`, `multichannel`, "
+    "`redact`, `profanity_filter`, `paragraphs`, `detect_entities`, `encoding`, `sample_rate`, "
+    "`channels`. Unknown parameters are a 400."
+)
+
+
+def listener(principal: CurrentPrincipal) -> Principal:
+    if principal.is_staff or principal.project_id is None:
+        raise Forbidden("Transcription needs a project API key.")
+    if Scope.LISTEN not in principal.scopes:
+        raise Forbidden("This key lacks the 'listen' scope.")
+    return principal
+
+
+Listener = Annotated[Principal, Depends(listener)]
+
+
+@router.post(
+    "/v1/listen",
+    response_model=ListenResponse,
+    summary="Transcribe pre-recorded audio",
+    description=(
+        "Body: raw audio (`Content-Type: audio/*` or `application/octet-stream`; WAV, FLAC, "
+        'OGG or MP3), or JSON `{"url": …}` when URL sources are enabled. ' + _PARAMS_DOC
+    ),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "audio/*": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": UrlSource.model_json_schema()},
+            },
+            "required": True,
+        }
+    },
+    responses={
+        400: {"description": "Bad parameter, undecodable audio, no such model"},
+        401: {"description": "Missing or invalid key"},
+        403: {"description": "Not a project key with the listen scope"},
+        413: {"description": "Audio too large or too long"},
+        415: {"description": "Unsupported Content-Type"},
+        429: {"description": "Too many concurrent requests"},
+    },
+)
+async def listen(request: Request, session: SessionDep, principal: Listener) -> Response:
+    settings: Settings = request.app.state.settings
+    runtime: service.ListenRuntime = request.app.state.listen
+    limiter: service.ActiveRequests = request.app.state.listen_limiter
+    job = service.ListenRequest(
+        request_id=current_request_id(), principal=principal, created=utcnow()
+    )
+    acquired = False
+    try:
+        job.params = parse_listen_params(request.query_params.multi_items())
+        # The slot is taken before the body is read, so memory for uploads is bounded too.
+        limiter.acquire()
+        acquired = True
+        audio = await _read_audio(request, settings)
+        body = await run_in_threadpool(service.transcribe, session, runtime, job, audio)
+    except MIPError as err:
+        await run_in_threadpool(_record_failure, session, runtime, job, err.status_code)
+        return JSONResponse(err.body(job.request_id), status_code=err.status_code)
+    except Exception:
+        # Not ours (a client gone mid-upload, a bug): still one ledger row, then the 500.
+        await run_in_threadpool(_record_failure, session, runtime, job, 500)
+        raise
+    finally:
+        if acquired:
+            limiter.release()
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _record_failure(
+    session: Session, runtime: service.ListenRuntime, job: service.ListenRequest, status: int
+) -> None:
+    session.rollback()  # nothing of the failed attempt stays, only its ledger row
+    service.record_failure(session, runtime, job, status)
+
+
+async def _read_audio(request: Request, settings: Settings) -> bytes:
+    media_type = request.headers.get("content-type", "application/octet-stream")
+    media_type = media_type.split(";")[0].strip().lower()
+    limit = settings.listen_max_audio_bytes
+    if media_type == "application/json":
+        source = await _read_body(request, 64 * 1024)
+        return await _fetch(source, settings)
+    if not (media_type.startswith("audio/") or media_type == "application/octet-stream"):
+        raise UnsupportedMediaType(
+            'Send audio as audio/* or application/octet-stream, or JSON {"url": …}.'
+        )
+    audio = await _read_body(request, limit)
+    if not audio:
+        raise BadRequest("The request body is empty: send the audio bytes.")
+    return audio
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body over {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body over {limit} bytes.")
+    return bytes(body)
+
+
+async def _fetch(source: bytes, settings: Settings) -> bytes:
+    try:
+        parsed: Any = orjson.loads(source)
+    except orjson.JSONDecodeError:
+        raise BadRequest("The JSON body is not valid JSON.") from None
+    if not isinstance(parsed, dict) or set(parsed) != {"url"} or not isinstance(parsed["url"], str):
+        raise BadRequest('A JSON body must be {"url": "https://…"}.')
+    if not settings.listen_url_enabled:
+        raise BadRequest("URL sources are disabled on this service: send the audio bytes.")
+    return await run_in_threadpool(
+        fetch_audio,
+        parsed["url"],
+        max_bytes=settings.listen_max_audio_bytes,
+        timeout=settings.listen_url_timeout_seconds,
+        allow_private=settings.listen_url_allow_private,
+    )

@@ -1,0 +1,137 @@
+"""Run a packaged model on audio: features, the acoustic model, CTC decoding, word timings.
+
+    transcriber = Transcriber(read_package(Path("models/ctcconv-general.en....dg")))
+    result = transcriber.transcribe(decode(wav_bytes).samples, keywords={"metformin": 5.0})
+    result.text, result.words[0].start, result.confidence
+
+Thread-safe for concurrent requests: the model is in eval mode and read-only, every call has
+its own tensors. Inference runs under ``torch.inference_mode`` on the CPU unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from asr.decode import Hypothesis, beam_search, greedy, snap_to_lexicon
+from asr.features import LogMel
+from asr.lm import WordLM
+from asr.model import CTCModel
+from asr.package import ModelPackage
+
+Decoder = Literal["greedy", "beam"]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to turn posteriors into words; a package's ``decoding`` (tuned on held-out speech
+    when it was trained) overrides these defaults, a request's keywords are added to it."""
+
+    decoder: Decoder = "beam"
+    beam_width: int = 8
+    lm_weight: float = 0.3  # word bigram LM weight (when the package carries one)
+    word_bonus: float = 1.0  # log-domain reward per word, against the LM's bias to fewer words
+    snap: bool = True  # replace out-of-vocabulary words by their nearest LM vocabulary word
+    keywords: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "decoder": self.decoder,
+            "beam_width": self.beam_width,
+            "lm_weight": self.lm_weight,
+            "word_bonus": self.word_bonus,
+            "snap": self.snap,
+        }
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    hypothesis: Hypothesis
+    duration: float  # seconds of audio
+
+    @property
+    def confidence(self) -> float:
+        return self.hypothesis.confidence
+
+
+class Transcriber:
+    def __init__(self, package: ModelPackage, *, device: str = "cpu") -> None:
+        self.package = package
+        self.device = torch.device(device)
+        self.tokenizer = package.tokenizer
+        self.featurizer = LogMel(package.feature_config).to(self.device)
+        model = CTCModel(package.model_config)
+        model.load_state_dict(package.state_dict, strict=True)
+        self.model = model.to(self.device).eval()
+        self.lm = WordLM.from_dict(package.lm) if package.lm else None
+        self.lexicon = frozenset(self.lm.vocabulary) if self.lm else frozenset()
+        self.default_options = DecodeOptions(**package.decoding or {})
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.featurizer.cfg.frame_seconds * self.package.model_config.subsampling
+
+    @torch.inference_mode()
+    def log_probs(self, samples: npt.NDArray[np.float32]) -> torch.Tensor:
+        """(T', V) CTC log-probabilities of 16 kHz mono samples."""
+        waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        feats = self.featurizer(waveform.to(self.device))  # (T, F)
+        lengths = torch.tensor([feats.shape[0]], device=self.device)
+        log_probs, out_lengths = self.model(feats[None], lengths)  # (1, T', V)
+        out: torch.Tensor = log_probs[0, : int(out_lengths[0])].float().cpu()
+        return out
+
+    def options(self, *, keywords: Mapping[str, float] | None = None) -> DecodeOptions:
+        """The package's tuned options, with ``keywords`` boosted (which needs the beam search)."""
+        if not keywords:
+            return self.default_options
+        return replace(self.default_options, decoder="beam", keywords=dict(keywords))
+
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], options: DecodeOptions | None = None
+    ) -> Transcription:
+        options = options or self.default_options
+        if options.keywords and options.decoder == "greedy":
+            options = replace(options, decoder="beam")  # boosting lives in the beam search
+        duration = len(samples) / self.featurizer.cfg.sample_rate
+        if len(samples) < self.featurizer.cfg.n_fft:
+            empty = Hypothesis(text="", words=(), confidence=0.0)
+            return Transcription(text="", hypothesis=empty, duration=duration)
+        log_probs = self.log_probs(samples)
+        if options.decoder == "greedy":
+            hypothesis = greedy(log_probs, self.tokenizer, frame_seconds=self.frame_seconds)
+        else:
+            hypothesis = beam_search(
+                log_probs,
+                self.tokenizer,
+                frame_seconds=self.frame_seconds,
+                beam_width=options.beam_width,
+                boost=dict(options.keywords) or None,
+                lm=self.lm,
+                lm_weight=options.lm_weight,
+                word_bonus=options.word_bonus,
+            )
+        text = hypothesis.text
+        if options.snap and self.lexicon:
+            protected = self.lexicon | {w for k in options.keywords for w in k.lower().split()}
+            text = snap_to_lexicon(text, protected)
+            hypothesis = _respell(hypothesis, text)
+        return Transcription(text=text, hypothesis=hypothesis, duration=duration)
+
+
+def _respell(hypothesis: Hypothesis, text: str) -> Hypothesis:
+    """The hypothesis with its words replaced one for one by ``text``'s (timings kept)."""
+    words = text.split()
+    if len(words) != len(hypothesis.words):
+        return hypothesis
+    respelled = tuple(
+        type(w)(word=new, start=w.start, end=w.end, confidence=w.confidence)
+        for w, new in zip(hypothesis.words, words, strict=True)
+    )
+    return Hypothesis(text=text, words=respelled, confidence=hypothesis.confidence)

@@ -1,0 +1,173 @@
+"""ASR engine throughput: inference real-time factor, /v1/listen overhead, training speed.
+
+Prints one JSON object of figures on stdout; progress goes to stderr::
+
+    .venv/bin/python -m bench.asr [--package models/X.dg] [--clips 20] [--train-seconds 60]
+
+Figures (docs/benchmarks.md, section "ASR engine"):
+
+* ``rtf_*``: audio seconds transcribed per compute (wall) second — greedy, beam search with
+  the word LM, and the package's tuned decoder,
+  one stream, and all streams together under concurrency (threads sharing the model);
+* ``listen_rps`` vs ``inference_rps``: the same clips through ``POST /v1/listen`` (decode,
+  inference, ledger row, sampling decision, sample encryption when selected) and through the
+  transcriber alone, in the same run; ``governance_overhead`` is 1 - listen/inference;
+* ``train_utt_per_s``: training utterances per second of the base model config on this
+  machine (CPU, or CUDA when present) on a freshly synthesised corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.migrate import upgrade
+from app.kit.settings import BUNDLED_MODELS_DIR, Settings
+from app.main import create_app
+from app.tenancy import service as tenancy
+from asr.audio import decode, encode_wav
+from asr.corpus import load_sentences, split_sentences
+from asr.inference import DecodeOptions, Transcriber
+from asr.package import read_package
+from asr.synth import plan_corpus, render, synthesize
+from asr.train import TrainConfig, train
+
+console = Console(stderr=True)
+
+
+def _clips(n: int) -> list[bytes]:
+    _, test_text = split_sentences(
+        load_sentences("general"), test_fraction=0.05, salt="general-base"
+    )
+    specs = plan_corpus(test_text, n=n, seed=7, voices="test", id_prefix="bench")
+    return [encode_wav(render(spec), 16_000) for spec in specs]
+
+
+def _rtf(transcriber: Transcriber, clips: list[bytes], options: DecodeOptions) -> float:
+    audio = [decode(c).samples for c in clips]
+    seconds = sum(len(a) for a in audio) / 16_000
+    started = time.perf_counter()
+    for samples in audio:
+        transcriber.transcribe(samples, options)
+    return round(seconds / (time.perf_counter() - started), 1)
+
+
+def _rtf_concurrent(transcriber: Transcriber, clips: list[bytes], workers: int) -> float:
+    audio = [decode(c).samples for c in clips]
+    seconds = sum(len(a) for a in audio) / 16_000
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(transcriber.transcribe, audio))
+    return round(seconds / (time.perf_counter() - started), 1)
+
+
+def _listen_vs_inference(package: Path, clips: list[bytes], tmp: Path) -> dict[str, float]:
+    settings = Settings(
+        env="test",
+        data_dir=tmp / "var",
+        models_dir=package.parent,
+        bundled_models_dir=None,
+        sampling_rate=0.05,
+        log_level="WARNING",
+    )
+    upgrade(settings.effective_database_url)
+    engine = create_db_engine(settings.effective_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        org = tenancy.create_organization(session, name="Bench", plan="growth", actor="bench")
+        project = tenancy.create_project(session, organization_id=org.id, name="p", actor="bench")
+        _key, secret = tenancy.create_project_key(session, project_id=project.id, actor="bench")
+    transcriber = Transcriber(read_package(package))
+    headers = {"Authorization": f"Token {secret}", "Content-Type": "audio/wav"}
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/listen", content=clips[0], headers=headers)  # warm the model cache
+        started = time.perf_counter()
+        for clip in clips:
+            response = client.post("/v1/listen", content=clip, headers=headers)
+            if response.status_code != 200:
+                raise SystemExit(f"/v1/listen answered {response.status_code}: {response.text}")
+        listen_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for clip in clips:
+        transcriber.transcribe(decode(clip).samples)
+    inference_s = time.perf_counter() - started
+    return {
+        "listen_rps": round(len(clips) / listen_s, 2),
+        "inference_rps": round(len(clips) / inference_s, 2),
+        "governance_overhead": round(1 - inference_s / listen_s, 3),
+    }
+
+
+def _train_speed(tmp: Path, seconds: float) -> dict[str, Any]:
+    train_text, _ = split_sentences(
+        load_sentences("general"), test_fraction=0.05, salt="general-base"
+    )
+    specs = plan_corpus(train_text, n=800, seed=11, voices="train", id_prefix="bench")
+    manifest = synthesize(specs, tmp / "train", workers=2, progress=False)
+    result = train(
+        TrainConfig(
+            train_manifests=[manifest],
+            out_dir=tmp / "run",
+            max_minutes=seconds / 60,
+            eval_every=10**9,
+            progress=False,
+            resume=False,
+        )
+    )
+    return {
+        "train_device": "cuda" if torch.cuda.is_available() else "cpu",
+        "train_utt_per_s": round(result.utterances_per_second, 1),
+        "train_steps": result.steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--package", type=Path, help="a .dg package (default: the bundled one)")
+    parser.add_argument("--clips", type=int, default=20, help="test clips (unseen voices)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--train-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    package = args.package or next(iter(sorted(BUNDLED_MODELS_DIR.glob("*.dg"))), None)
+    if package is None:
+        sys.exit("no package: pass --package or run `mip asr train-base`")
+
+    console.print(f"rendering {args.clips} clips")
+    clips = _clips(args.clips)
+    transcriber = Transcriber(read_package(package))
+    figures: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "package": package.name,
+        "clips": len(clips),
+    }
+    console.print("real-time factors")
+    figures["rtf_greedy"] = _rtf(transcriber, clips, DecodeOptions(decoder="greedy", snap=False))
+    figures["rtf_beam_lm"] = _rtf(transcriber, clips, DecodeOptions())
+    figures["rtf_package_default"] = _rtf(transcriber, clips, transcriber.default_options)
+    figures["package_decoding"] = transcriber.default_options.to_dict()
+    figures[f"rtf_{args.concurrency}_streams"] = _rtf_concurrent(
+        transcriber, clips, args.concurrency
+    )
+    with tempfile.TemporaryDirectory(prefix="mip-bench-asr-") as tmp:
+        console.print("/v1/listen against inference alone")
+        figures.update(_listen_vs_inference(package, clips, Path(tmp)))
+        console.print(f"training for {args.train_seconds:.0f} s")
+        figures.update(_train_speed(Path(tmp), args.train_seconds))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

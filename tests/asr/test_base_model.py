@@ -1,0 +1,75 @@
+"""The base model shipped in models/: it loads, and it transcribes speech it never heard.
+
+Margins are wide on purpose (a test is not a benchmark): the figures of record are in the
+package's manifest and in README.md, measured on the 1,000-utterance held-out set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from app.kit.settings import BUNDLED_MODELS_DIR
+from asr.corpus import load_sentences, split_sentences
+from asr.inference import Transcriber
+from asr.package import read_package
+from asr.synth import plan_corpus, render
+
+Audio = npt.NDArray[np.float32]
+
+
+def _bundled() -> Path:
+    packages = sorted(BUNDLED_MODELS_DIR.glob("*.dg"))
+    assert packages, "models/ must ship the base model package (mip asr train-base)"
+    return packages[-1]
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber(read_package(_bundled()))
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[tuple[str, Audio]]:
+    _, test_text = split_sentences(
+        load_sentences("general"), test_fraction=0.05, salt="general-base"
+    )
+    specs = plan_corpus(
+        test_text, n=12, seed=99, voices="test", noise_types=("none",), environments=("dry",)
+    )
+    return [(spec.text, render(spec)) for spec in specs]
+
+
+class TestBundledBaseModel:
+    def test_manifest_carries_its_evaluation(self) -> None:
+        manifest = read_package(_bundled()).manifest
+        assert manifest.kind == "asr"
+        assert "general" in manifest.aliases
+        assert 0.0 < manifest.metrics["wer"] < 1.0
+        assert 0.0 < manifest.metrics["cer"] < manifest.metrics["wer"]
+        assert manifest.training_set is not None
+        assert manifest.training_set["test_set"].startswith("synthetic held-out")
+
+    def test_transcribes_unseen_sentences_and_voices(
+        self, transcriber: Transcriber, held_out: list[tuple[str, Audio]]
+    ) -> None:
+        references = [text for text, _ in held_out]
+        hypotheses = [transcriber.transcribe(audio).text for _, audio in held_out]
+        # A model that learned nothing scores CER ~1; the shipped one is far below on clean speech.
+        assert jiwer.cer(references, hypotheses) < 0.45
+
+    def test_words_are_timed_inside_the_audio(
+        self, transcriber: Transcriber, held_out: list[tuple[str, Audio]]
+    ) -> None:
+        _, audio = held_out[0]
+        result = transcriber.transcribe(audio)
+        assert result.hypothesis.words
+        previous_end = 0.0
+        for word in result.hypothesis.words:
+            assert previous_end - 1e-6 <= word.start <= word.end <= result.duration + 0.05
+            assert 0.0 <= word.confidence <= 1.0
+            previous_end = word.start
