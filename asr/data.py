@@ -9,7 +9,6 @@ of tens of thousands of utterances fits in a few GB and every epoch skips decodi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from asr.audio import TARGET_RATE, decode
 from asr.features import LogMel
+from asr.synth import ManifestError, read_manifest
 from asr.tokenizer import CharTokenizer
 
 
@@ -52,18 +52,11 @@ class Batch:
 
 
 def read_manifest_rows(path: Path) -> list[dict[str, object]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict) or "audio" not in row or "text" not in row:
-            raise DataError(f"{path}:{number}: a manifest row needs 'audio' and 'text'")
-        rows.append(row)
-    return rows
+    """The rows of a JSONL manifest (``asr.synth.read_manifest``), as :class:`DataError`."""
+    try:
+        return read_manifest(path)
+    except ManifestError as err:
+        raise DataError(str(err)) from None
 
 
 def load_utterances(

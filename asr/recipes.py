@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import soundfile as sf
 import torch
@@ -77,31 +77,22 @@ def synthesize_splits(
     train_text, test_text = split_sentences(
         sentences, test_fraction=recipe.test_sentence_fraction, salt=f"{recipe.domain}-base"
     )
+    # split -> (sentences, utterances, seed offset, voice variants)
+    splits: dict[str, tuple[list[str], int, int, Literal["train", "test"]]] = {
+        "train": (train_text, recipe.train_utterances, 0, "train"),
+        "valid": (test_text, recipe.valid_utterances, 1, "test"),
+        "test": (test_text, recipe.test_utterances, 2, "test"),
+    }
     plans = {
-        "train": plan_corpus(
-            train_text,
-            n=recipe.train_utterances,
-            seed=recipe.seed,
-            voices="train",
+        split: plan_corpus(
+            text,
+            n=n,
+            seed=recipe.seed + offset,
+            voices=voices,
             domain=recipe.domain,
-            id_prefix="train",
-        ),
-        "valid": plan_corpus(
-            test_text,
-            n=recipe.valid_utterances,
-            seed=recipe.seed + 1,
-            voices="test",
-            domain=recipe.domain,
-            id_prefix="valid",
-        ),
-        "test": plan_corpus(
-            test_text,
-            n=recipe.test_utterances,
-            seed=recipe.seed + 2,
-            voices="test",
-            domain=recipe.domain,
-            id_prefix="test",
-        ),
+            id_prefix=split,
+        )
+        for split, (text, n, offset, voices) in splits.items()
     }
     manifests = {}
     for split, specs in plans.items():

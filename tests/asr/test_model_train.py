@@ -129,13 +129,13 @@ class TestData:
 
     def test_bad_manifest_line(self, tmp_path: Path) -> None:
         manifest = tmp_path / "manifest.jsonl"
-        manifest.write_text('{"audio": "a.wav", "text": "hi"}\nnot json\n')
+        manifest.write_text('{"id": "a", "audio": "a.wav", "text": "hi"}\nnot json\n')
         with pytest.raises(DataError, match=":2:"):
             read_manifest_rows(manifest)
 
     def test_missing_audio(self, tmp_path: Path) -> None:
         manifest = tmp_path / "manifest.jsonl"
-        manifest.write_text('{"audio": "missing.wav", "text": "hi"}\n')
+        manifest.write_text('{"id": "m", "audio": "missing.wav", "text": "hi"}\n')
         with pytest.raises(DataError, match=r"missing\.wav"):
             load_utterances(manifest, tokenizer=CharTokenizer.english())
 
