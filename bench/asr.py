@@ -12,8 +12,8 @@ Figures (docs/benchmarks.md, section "ASR engine"):
 * ``listen_rps`` vs ``inference_rps``: the same clips through ``POST /v1/listen`` (decode,
   inference, ledger row, sampling decision, sample encryption when selected) and through the
   transcriber alone, in the same run; ``governance_overhead`` is 1 - listen/inference;
-* ``train_utt_per_s``: training utterances per second of the base model config on this
-  machine (CPU, or CUDA when present) on a freshly synthesised corpus.
+* ``train_utt_per_s_<encoder>``: training utterances per second of the base model's conv
+  encoder and of a Conformer (CPU, or CUDA when present) on a freshly synthesised corpus.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ from app.tenancy import service as tenancy
 from asr.audio import decode, encode_wav
 from asr.corpus import load_sentences, split_sentences
 from asr.inference import DecodeOptions, Transcriber
+from asr.model import CTCModel, ModelConfig
 from asr.package import read_package
 from asr.synth import plan_corpus, render, synthesize
 from asr.train import TrainConfig, train
@@ -74,7 +76,9 @@ def _rtf_concurrent(transcriber: Transcriber, clips: list[bytes], workers: int) 
     return round(seconds / (time.perf_counter() - started), 1)
 
 
-def _listen_vs_inference(package: Path, clips: list[bytes], tmp: Path) -> dict[str, float]:
+def _listen_vs_inference(
+    package: Path, clips: list[bytes], tmp: Path, *, rounds: int
+) -> dict[str, float]:
     settings = Settings(
         env="test",
         data_dir=tmp / "var",
@@ -91,46 +95,71 @@ def _listen_vs_inference(package: Path, clips: list[bytes], tmp: Path) -> dict[s
         _key, secret = tenancy.create_project_key(session, project_id=project.id, actor="bench")
     transcriber = Transcriber(read_package(package))
     headers = {"Authorization": f"Token {secret}", "Content-Type": "audio/wav"}
-    with TestClient(create_app(settings)) as client:
-        client.post("/v1/listen", content=clips[0], headers=headers)  # warm the model cache
+
+    def through_listen(client: TestClient) -> float:
         started = time.perf_counter()
         for clip in clips:
             response = client.post("/v1/listen", content=clip, headers=headers)
             if response.status_code != 200:
                 raise SystemExit(f"/v1/listen answered {response.status_code}: {response.text}")
-        listen_s = time.perf_counter() - started
-    started = time.perf_counter()
-    for clip in clips:
-        transcriber.transcribe(decode(clip).samples)
-    inference_s = time.perf_counter() - started
+        return time.perf_counter() - started
+
+    def inference_alone() -> float:
+        started = time.perf_counter()
+        for clip in clips:
+            transcriber.transcribe(decode(clip).samples)
+        return time.perf_counter() - started
+
+    listen_s: list[float] = []
+    inference_s: list[float] = []
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/listen", content=clips[0], headers=headers)  # warm the model cache
+        inference_alone()
+        for round_ in range(rounds):  # alternate which goes first, take medians
+            if round_ % 2:
+                inference_s.append(inference_alone())
+                listen_s.append(through_listen(client))
+            else:
+                listen_s.append(through_listen(client))
+                inference_s.append(inference_alone())
+    listen, inference = statistics.median(listen_s), statistics.median(inference_s)
     return {
-        "listen_rps": round(len(clips) / listen_s, 2),
-        "inference_rps": round(len(clips) / inference_s, 2),
-        "governance_overhead": round(1 - inference_s / listen_s, 3),
+        "listen_rps": round(len(clips) / listen, 2),
+        "inference_rps": round(len(clips) / inference, 2),
+        "governance_overhead": round(1 - inference / listen, 3),
+        "listen_rounds": rounds,
     }
 
 
-def _train_speed(tmp: Path, seconds: float) -> dict[str, Any]:
+ENCODERS = {
+    "conv": ModelConfig(),  # the base model: 256 x 10 separable convolutions
+    "conformer": ModelConfig(encoder="conformer", d_model=144, n_layers=4, kernel_sizes=[15] * 4),
+}
+
+
+def _train_speed(tmp: Path, seconds: float, encoders: list[str]) -> dict[str, Any]:
     train_text, _ = split_sentences(
         load_sentences("general"), test_fraction=0.05, salt="general-base"
     )
     specs = plan_corpus(train_text, n=800, seed=11, voices="train", id_prefix="bench")
     manifest = synthesize(specs, tmp / "train", workers=2, progress=False)
-    result = train(
-        TrainConfig(
-            train_manifests=[manifest],
-            out_dir=tmp / "run",
-            max_minutes=seconds / 60,
-            eval_every=10**9,
-            progress=False,
-            resume=False,
+    figures: dict[str, Any] = {"train_device": "cuda" if torch.cuda.is_available() else "cpu"}
+    for name in encoders:
+        cfg = ENCODERS[name]
+        result = train(
+            TrainConfig(
+                train_manifests=[manifest],
+                out_dir=tmp / f"run-{name}",
+                model=cfg,
+                max_minutes=seconds / 60,
+                eval_every=10**9,
+                progress=False,
+                resume=False,
+            )
         )
-    )
-    return {
-        "train_device": "cuda" if torch.cuda.is_available() else "cpu",
-        "train_utt_per_s": round(result.utterances_per_second, 1),
-        "train_steps": result.steps,
-    }
+        figures[f"train_utt_per_s_{name}"] = round(result.utterances_per_second, 1)
+        figures[f"params_{name}"] = CTCModel(cfg).num_parameters()
+    return figures
 
 
 def main() -> None:
@@ -138,7 +167,11 @@ def main() -> None:
     parser.add_argument("--package", type=Path, help="a .dg package (default: the bundled one)")
     parser.add_argument("--clips", type=int, default=20, help="test clips (unseen voices)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="listen/inference rounds")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--encoders", nargs="+", choices=sorted(ENCODERS), default=["conv", "conformer"]
+    )
     args = parser.parse_args()
     package = args.package or next(iter(sorted(BUNDLED_MODELS_DIR.glob("*.dg"))), None)
     if package is None:
@@ -163,9 +196,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="mip-bench-asr-") as tmp:
         console.print("/v1/listen against inference alone")
-        figures.update(_listen_vs_inference(package, clips, Path(tmp)))
+        figures.update(_listen_vs_inference(package, clips, Path(tmp), rounds=args.rounds))
         console.print(f"training for {args.train_seconds:.0f} s")
-        figures.update(_train_speed(Path(tmp), args.train_seconds))
+        figures.update(_train_speed(Path(tmp), args.train_seconds, args.encoders))
     print(json.dumps(figures))
 
 
