@@ -6,9 +6,9 @@
 Two encoders, chosen by ``ModelConfig.encoder``:
 
 - ``"conv"`` (default): QuartzNet-style time-channel separable convolutions with BatchNorm and
-  residual connections. Measured on these machines (2 CPU cores, ../shared/notes/asr-recipe.md and
-  docs/benchmarks.md) it reaches the best WER per CPU training minute: ~150 utterances/s against
-  ~40 for a Conformer of the same size and 12-30 for a BiGRU.
+  residual connections, chosen for the base model on the measurement in
+  ../shared/notes/asr-recipe.md (best WER per CPU training minute there). bench/asr.py measures
+  its training speed against the Conformer's on this machine (docs/benchmarks.md).
 - ``"conformer"``: multi-head self-attention + convolution blocks, for GPUs and longer training.
 """
 
