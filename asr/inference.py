@@ -119,7 +119,9 @@ class Transcriber:
             )
         text = hypothesis.text
         if options.snap and self.lexicon:
-            protected = self.lexicon | {w for k in options.keywords for w in k.lower().split()}
+            # The lexicon itself when nothing is boosted: snapping indexes it once, by identity.
+            boosted = {w for k in options.keywords for w in k.lower().split()}
+            protected = self.lexicon | boosted if boosted else self.lexicon
             text = snap_to_lexicon(text, protected)
             hypothesis = _respell(hypothesis, text)
         return Transcription(text=text, hypothesis=hypothesis, duration=duration)
