@@ -193,3 +193,12 @@ class CTCModel(nn.Module):
             for block in self.blocks:
                 x = block(x, mask)
         return F.log_softmax(self.head(x).float(), dim=-1), out_lengths
+
+
+def encoder_preset(encoder: str) -> ModelConfig:
+    """The base model's configuration for ``encoder`` (train-base and bench.asr share it)."""
+    if encoder == "conv":
+        return ModelConfig()  # 256 x 10 separable convolutions, 0.87 M parameters
+    if encoder == "conformer":
+        return ModelConfig(encoder="conformer", d_model=144, n_layers=4, kernel_sizes=[15] * 4)
+    raise ModelConfigError(f"encoder must be 'conv' or 'conformer', not {encoder!r}")

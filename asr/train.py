@@ -103,9 +103,12 @@ def train(
         raise TrainError("no training manifests given")
     out_dir = Path(cfg.out_dir)
     checkpoint_path = out_dir / CHECKPOINT
-    if cfg.resume and _budget_spent(checkpoint_path, cfg):
-        # A finished run asked again (e.g. a recipe re-run to re-package): nothing to train.
+    # Read once: it decides both whether anything is left to train and where to resume from.
+    state: dict[str, Any] | None = None
+    if cfg.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if state is not None and _budget_spent(state, cfg):
+        # A finished run asked again (e.g. a recipe re-run to re-package): nothing to train.
         last = state["history"][-1] if state["history"] else {}
         return TrainResult(
             checkpoint=checkpoint_path,
@@ -154,8 +157,7 @@ def train(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     step, spent, history = 0, 0.0, []
-    if cfg.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, spent, history = state["step"], state["seconds"], state["history"]
@@ -271,10 +273,7 @@ def train(
     )
 
 
-def _budget_spent(checkpoint_path: Path, cfg: TrainConfig) -> bool:
-    if not checkpoint_path.exists():
-        return False
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+def _budget_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:
     if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
         return True
     return cfg.max_minutes is not None and state["seconds"] >= cfg.max_minutes * 60

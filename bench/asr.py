@@ -42,7 +42,7 @@ from app.tenancy import service as tenancy
 from asr.audio import decode, encode_wav
 from asr.corpus import load_sentences, split_sentences
 from asr.inference import DecodeOptions, Transcriber
-from asr.model import CTCModel, ModelConfig
+from asr.model import CTCModel, encoder_preset
 from asr.package import read_package
 from asr.synth import plan_corpus, render, synthesize
 from asr.train import TrainConfig, train
@@ -131,10 +131,7 @@ def _listen_vs_inference(
     }
 
 
-ENCODERS = {
-    "conv": ModelConfig(),  # the base model: 256 x 10 separable convolutions
-    "conformer": ModelConfig(encoder="conformer", d_model=144, n_layers=4, kernel_sizes=[15] * 4),
-}
+ENCODERS = ("conv", "conformer")
 
 
 def _train_speed(tmp: Path, seconds: float, encoders: list[str]) -> dict[str, Any]:
@@ -145,7 +142,7 @@ def _train_speed(tmp: Path, seconds: float, encoders: list[str]) -> dict[str, An
     manifest = synthesize(specs, tmp / "train", workers=2, progress=False)
     figures: dict[str, Any] = {"train_device": "cuda" if torch.cuda.is_available() else "cpu"}
     for name in encoders:
-        cfg = ENCODERS[name]
+        cfg = encoder_preset(name)
         result = train(
             TrainConfig(
                 train_manifests=[manifest],
@@ -169,9 +166,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="listen/inference rounds")
     parser.add_argument("--train-seconds", type=float, default=60.0)
-    parser.add_argument(
-        "--encoders", nargs="+", choices=sorted(ENCODERS), default=["conv", "conformer"]
-    )
+    parser.add_argument("--encoders", nargs="+", choices=ENCODERS, default=["conv", "conformer"])
     args = parser.parse_args()
     package = args.package or next(iter(sorted(BUNDLED_MODELS_DIR.glob("*.dg"))), None)
     if package is None:

@@ -95,14 +95,14 @@ def train_base_command(
     Synthesises the train/valid/test corpora (unseen sentences and voices in test), trains for
     --minutes, evaluates on the held-out test set and writes the package with its metrics.
     """
-    from asr.model import ModelConfig
+    from asr.model import ModelConfigError, encoder_preset
     from asr.recipes import BaseRecipe, train_base
 
-    model = (
-        ModelConfig()
-        if encoder == "conv"
-        else ModelConfig(encoder=encoder, d_model=144, n_layers=8, kernel_sizes=[15] * 8)
-    )
+    try:
+        model = encoder_preset(encoder)
+    except ModelConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     recipe = BaseRecipe(
         work_dir=work_dir,
         out_dir=out,
