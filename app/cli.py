@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.audit.cli import audit_app
 from app.billing.cli import billing_app
+from app.datasets.cli import curate_app
 from app.engine.cli import asr_app
 from app.kit.cli import err_console, print_json, print_record
 from app.kit.errors import MIPError
@@ -18,6 +19,7 @@ from app.kit.settings import get_settings
 from app.pricing.cli import prices_app
 from app.samples.cli import crypto_app, store_app
 from app.tenancy.cli import keys_app, orgs_app, projects_app, resellers_app, staff_app
+from app.training.cli import models_app, train_app
 
 app = typer.Typer(
     name="mip",
@@ -38,6 +40,9 @@ app.add_typer(billing_app, name="billing")
 app.add_typer(store_app, name="store")
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(asr_app, name="asr")
+app.add_typer(curate_app, name="curate")
+app.add_typer(train_app, name="train")
+app.add_typer(models_app, name="models")
 
 
 @config_app.command("show")
@@ -103,11 +108,14 @@ def serve(
 def worker(
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between task runs.")] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="Run every task once, then exit.")] = False,
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="Also run queued training jobs.")
+    ] = True,
 ) -> None:
-    """Run background tasks (audit chain monitoring; later: retention, training jobs)."""
+    """Run background tasks: audit chain monitoring, retention purges, training jobs."""
     from app.worker import run_worker
 
-    run_worker(interval=interval, once=once)
+    run_worker(interval=interval, once=once, jobs=jobs)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.audit.endpoints import router as audit_router
 from app.billing.endpoints import router as billing_router
+from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
 from app.health.endpoints import router as health_router
@@ -24,6 +25,8 @@ from app.pricing.endpoints import router as pricing_router
 from app.samples.endpoints import router as samples_router
 from app.samples.runtime import open_sample_store
 from app.tenancy.endpoints import router as tenancy_router
+from app.training.endpoints import jobs_router as training_jobs_router
+from app.training.endpoints import versions_router as model_versions_router
 from app.usage.endpoints import router as usage_router
 
 API_DESCRIPTION = """
@@ -82,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         billing_router,
         samples_router,
+        datasets_router,
+        training_jobs_router,
+        model_versions_router,
         models_router,
         listen_router,
     ):

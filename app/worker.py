@@ -1,24 +1,31 @@
 """``mip worker``: periodic background tasks, one unit of work each.
 
 Tasks: verify the audit chain and log the result (an alert hook for operators); purge
-samples past their retention deadline. Later issues add training jobs here.
+samples past their retention deadline; then run one queued training job, if any (taking jobs
+back from dead workers first). A worker that just ran a job looks for the next one at once.
+
+    run_worker(interval=60.0)            # mip worker
+    run_worker(interval=60.0, jobs=False)  # mip worker --no-jobs: periodic tasks only
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import verify_chain
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.logging import configure_logging
-from app.kit.settings import get_settings
+from app.kit.settings import Settings, get_settings
 from app.samples.lifecycle import purge_expired
 from app.samples.runtime import SampleStore, open_sample_store
+from app.training.queue import Executor, default_worker_id, work_once
 
 log = logging.getLogger("mip.worker")
 
@@ -41,16 +48,78 @@ def purge_expired_samples(factory: sessionmaker[Session], store: SampleStore) ->
         log.info("expired samples purged", extra={"fields": {"purged": report.purged}})
 
 
-def run_worker(*, interval: float, once: bool = False) -> None:
+def load_executor() -> Executor | None:
+    """The real executor, imported only when a job may run (it pulls in torch)."""
+    try:
+        module = importlib.import_module("app.training.runner")
+    except ModuleNotFoundError as exc:
+        if exc.name != "app.training.runner":
+            raise
+        return None
+    return cast(Executor, module.execute_job)
+
+
+def run_training_job(
+    factory: sessionmaker[Session],
+    store: SampleStore,
+    settings: Settings,
+    *,
+    worker_id: str,
+    stopping: threading.Event,
+    execute: Executor | None = None,
+) -> bool:
+    """Run one queued training job to its end; False when none was queued."""
+    execute = execute or load_executor()
+    if execute is None:
+        log.warning("training jobs are not run: app.training.runner is not installed")
+        return False
+    job_id = work_once(
+        factory, store, settings, worker_id=worker_id, execute=execute, stopping=stopping
+    )
+    if job_id is not None:
+        log.info("training job ended", extra={"fields": {"job_id": str(job_id)}})
+    return job_id is not None
+
+
+def run_worker(
+    *, interval: float, once: bool = False, jobs: bool = True, execute: Executor | None = None
+) -> None:
+    """The worker loop; ``execute`` replaces the real executor (app.training.runner)."""
     settings = get_settings()
     configure_logging(settings.log_level, json_output=settings.log_json)
-    factory = make_sessionmaker(create_db_engine(settings.effective_database_url))
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        _loop(
+            make_sessionmaker(engine),
+            settings,
+            interval=interval,
+            once=once,
+            jobs=jobs,
+            execute=execute,
+        )
+    finally:
+        engine.dispose()
+
+
+def _loop(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    interval: float,
+    once: bool,
+    jobs: bool,
+    execute: Executor | None,
+) -> None:
     store = open_sample_store(settings)
+    worker_id = default_worker_id()
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.info("worker started", extra={"fields": {"interval_s": interval}})
+    log.info(
+        "worker started",
+        extra={"fields": {"interval_s": interval, "worker_id": worker_id, "jobs": jobs}},
+    )
     while not stop.is_set():
         for task in TASKS:
             try:
@@ -62,7 +131,18 @@ def run_worker(*, interval: float, once: bool = False) -> None:
             purge_expired_samples(factory, store)
         except Exception:
             log.exception("task failed", extra={"fields": {"task": "purge_expired_samples"}})
+        ran_job = False
+        if jobs:
+            try:
+                # A stop signal reaches the running job through ``stopping``: it is handed
+                # back to the queue instead of being killed half-way.
+                ran_job = run_training_job(
+                    factory, store, settings, worker_id=worker_id, stopping=stop, execute=execute
+                )
+            except Exception:
+                log.exception("task failed", extra={"fields": {"task": "training_job"}})
         if once:
             break
-        stop.wait(interval)
+        if not ran_job:
+            stop.wait(interval)
     log.info("worker stopped")

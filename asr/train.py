@@ -77,6 +77,7 @@ class TrainResult:
     valid_wer: float | None
     valid_cer: float | None
     history: list[dict[str, float]]
+    stopped: bool = False  # should_stop ended the run before its budget was spent
 
 
 class TrainError(ValueError):
@@ -84,8 +85,19 @@ class TrainError(ValueError):
 
 
 def train(
-    cfg: TrainConfig, *, on_eval: Callable[[dict[str, float]], None] | None = None
+    cfg: TrainConfig,
+    *,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+    on_step: Callable[[float, dict[str, float]], None] | None = None,
+    init_weights: dict[str, torch.Tensor] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
+    """Train until the step or time budget is spent, or ``should_stop()`` (polled before every
+    step) says so; ``on_step(fraction, {"step", "loss", "lr"})`` follows every step (rank 0).
+
+    ``init_weights`` starts a fine-tune from an in-memory state dict (e.g. a package's), like
+    ``cfg.init_from`` does from a checkpoint file; a checkpoint in out_dir to resume wins over both.
+    """
     # ---- setup: device, distributed, data -------------------------------------------------
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
@@ -101,6 +113,8 @@ def train(
 
     if not cfg.train_manifests:
         raise TrainError("no training manifests given")
+    if cfg.init_from is not None and init_weights is not None:
+        raise TrainError("give init_from or init_weights, not both")
     out_dir = Path(cfg.out_dir)
     checkpoint_path = out_dir / CHECKPOINT
     # Read once: it decides both whether anything is left to train and where to resume from.
@@ -161,8 +175,10 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, spent, history = state["step"], state["seconds"], state["history"]
+    elif init_weights is not None:
+        _load_initial_weights(model, init_weights)
     elif cfg.init_from is not None:
-        model.load_state_dict(load_weights(cfg.init_from), strict=True)
+        _load_initial_weights(model, load_weights(cfg.init_from))
     raw_model = model
     if ddp:
         device_ids = [device.index] if device.type == "cuda" else None
@@ -189,6 +205,7 @@ def train(
     bar = tqdm(total=100, desc="train", unit="%", disable=not (master and cfg.progress))
     epoch = step  # a distinct batch order per (re)start
     done = progress_fraction(spent) >= 1.0
+    stopped = False
     while not done:
         epoch += 1
         epoch_utts = _epoch_utterances(
@@ -201,10 +218,14 @@ def train(
         batches = batches[: len(batches) - len(batches) % world] if ddp else batches
         for batch_indices in batches[rank::world]:
             fraction = progress_fraction(time.perf_counter() - started)
-            if ddp:  # rank 0's clock decides for all, so every rank stops at the same step
-                shared = torch.tensor([fraction], device=device)
+            stop = should_stop is not None and should_stop()
+            if ddp:  # rank 0's clock and stop flag decide for all: every rank stops together
+                shared = torch.tensor([fraction, float(stop)], device=device)
                 dist.broadcast(shared, src=0)
-                fraction = float(shared.item())
+                fraction, stop = float(shared[0]), bool(shared[1])
+            if stop:
+                stopped = done = True
+                break
             if fraction >= 1.0:
                 done = True
                 break
@@ -234,6 +255,9 @@ def train(
                 bar.n = int(100 * progress_fraction(time.perf_counter() - started))
                 bar.set_postfix(step=step, loss=f"{loss.item():.3f}", refresh=False)
                 bar.refresh()
+                if on_step is not None:
+                    now = progress_fraction(time.perf_counter() - started)
+                    on_step(now, {"step": float(step), "loss": loss.item(), "lr": lr_at(fraction)})
             # evaluate and checkpoint (rank 0) every eval_every steps
             if step % cfg.eval_every == 0 and master:
                 spent_now = time.perf_counter() - started
@@ -255,7 +279,7 @@ def train(
     if master:
         if history and history[-1]["step"] == step:
             result_metrics = history[-1]  # the loop just evaluated this very step
-        else:
+        elif not stopped:  # a stop request is answered at once: no final evaluation
             result_metrics = _evaluate(raw_model, valid_utts, tokenizer, device, step=step, lr=0.0)
             history.append(result_metrics)
         rate = seen / max(seconds - spent, 1e-9)
@@ -270,7 +294,16 @@ def train(
         valid_wer=result_metrics.get("wer"),
         valid_cer=result_metrics.get("cer"),
         history=history,
+        stopped=stopped,
     )
+
+
+def _load_initial_weights(model: CTCModel, weights: dict[str, torch.Tensor]) -> None:
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # names the missing, unexpected or mis-shaped tensors
+        reason = " ".join(str(err).split())[:300]
+        raise TrainError(f"the initial weights do not fit the model config: {reason}") from None
 
 
 def _budget_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +22,15 @@ from app.billing.schemas import (
     ExportFormat,
     ReconciliationResult,
 )
-from app.kit.cli import CLI_ACTOR, cli_session, console, err_console, print_json, print_table
-from app.kit.errors import BadRequest, MIPError
+from app.kit.cli import (
+    CLI_ACTOR,
+    cli_session,
+    console,
+    err_console,
+    exit_on_error,
+    print_json,
+    print_table,
+)
 from app.kit.money import micros_to_usd
 
 billing_app = typer.Typer(help="Billing: period reports, invoice reconciliation, period close.")
@@ -38,22 +43,6 @@ class ReportFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     PARQUET = "parquet"
-
-
-@contextmanager
-def _exit_on_error() -> Iterator[None]:
-    """Errors become a message on stderr: exit 2 for bad input or an unwritable file, else 1."""
-    try:
-        yield
-    except BadRequest as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
-        raise typer.Exit(2) from exc
-    except MIPError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
-        raise typer.Exit(1) from exc
-    except OSError as exc:  # an output file that cannot be written
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
 
 
 def _print_report(report: BillingReport) -> None:
@@ -127,7 +116,7 @@ def report(
     if fmt is ReportFormat.TABLE and output is not None:
         err_console.print("[red]error:[/red] --output needs --format csv, json or parquet.")
         raise typer.Exit(2)
-    with _exit_on_error(), cli_session() as session:
+    with exit_on_error(), cli_session() as session:
         billing_report = service.export_report(
             session, period=period, organization_id=org, fmt=fmt.value, actor=CLI_ACTOR
         )
@@ -199,7 +188,7 @@ def reconcile(
         int, typer.Option("--tolerance-micros", min=0, help="Net difference tolerated (µ$).")
     ] = 0,
 ) -> None:
-    with _exit_on_error(), cli_session() as session:
+    with exit_on_error(), cli_session() as session:
         result = service.reconcile(
             session,
             period=period,
@@ -222,7 +211,7 @@ def close(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Close a billing period: later events for it become adjustments in the next open one."""
-    with _exit_on_error(), cli_session() as session:
+    with exit_on_error(), cli_session() as session:
         closed = BillingPeriodRead.model_validate(
             service.close(session, period=period, actor=CLI_ACTOR)
         )

@@ -8,11 +8,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.errors import BadRequest, MIPError
 from app.kit.settings import get_settings
 
 # Piped output (no terminal) gets a wide console: rich would otherwise cut figures to 80 columns.
@@ -61,3 +63,19 @@ def print_record(title: str, record: dict[str, Any]) -> None:
     console.print(f"[bold]{title}[/bold]")
     for key, value in record.items():
         console.print(f"  {key}: {value}")
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Errors become a message on stderr: exit 2 for bad input or an unwritable file, else 1."""
+    try:
+        yield
+    except BadRequest as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    except MIPError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    except (OSError, ValueError) as exc:  # an unwritable file; a malformed file or argument
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc

@@ -64,6 +64,32 @@ class Settings(BaseSettings):
     )
     default_model: str = Field(default="general", description="the model of a request naming none")
 
+    # --- training jobs and model promotion (app.training) ---
+    job_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="how often a worker proves it is still running a job"
+    )
+    job_stale_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="a running job whose worker has been silent this long is taken back",
+    )
+    job_max_attempts: int = Field(
+        default=2, ge=1, le=100, description="claims of a job before a dead worker fails it"
+    )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="a running job's decrypted data (removed after); default data_dir/scratch",
+    )
+    promotion_max_group_regression: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="largest WER rise (0.02 = 2 points) any group may take on promotion",
+    )
+    promotion_min_group_utterances: int = Field(
+        default=5, ge=1, description="groups with fewer test utterances are not judged"
+    )
+
     # --- /v1/listen ---
     max_active_requests: int = Field(
         default=4, ge=1, description="concurrent transcriptions; beyond it a 429"
@@ -93,7 +119,7 @@ class Settings(BaseSettings):
         # docker-compose passes "${VAR:-}" as an empty string when the variable is not set.
         return None if value == "" else value
 
-    @field_validator("models_dir", "bundled_models_dir", mode="before")
+    @field_validator("models_dir", "bundled_models_dir", "scratch_dir", mode="before")
     @classmethod
     def _empty_dir_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -113,6 +139,13 @@ class Settings(BaseSettings):
             raise ValueError("MIP_KEY_PROVIDER=aws-kms needs MIP_KMS_KEY_ID")
         return self
 
+    @model_validator(mode="after")
+    def _stale_after_several_heartbeats(self) -> Settings:
+        # A job is taken back only after its worker missed heartbeats, never between two.
+        if self.job_stale_seconds <= 2 * self.job_heartbeat_seconds:
+            raise ValueError("MIP_JOB_STALE_SECONDS must exceed 2 x MIP_JOB_HEARTBEAT_SECONDS")
+        return self
+
     @property
     def effective_blob_url(self) -> str:
         if self.blob_url:
@@ -126,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def effective_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models"
+
+    @property
+    def effective_scratch_dir(self) -> Path:
+        return self.scratch_dir or self.data_dir / "scratch"
 
     @property
     def effective_database_url(self) -> str:

@@ -13,31 +13,8 @@ from typing import Any
 
 from app.kit.errors import BadRequest
 from app.tables.samples import ATTRIBUTE_SOURCES, ATTRIBUTES
+from curation.schema import VOCABULARIES
 
-VOCABULARIES: dict[str, frozenset[str]] = {
-    # The accents the synthetic corpus renders (espeak-ng English voices) and common others.
-    "accent": frozenset(
-        {
-            "us",
-            "rp",
-            "scottish",
-            "caribbean",
-            "northern_english",
-            "west_midlands",
-            "irish",
-            "welsh",
-            "indian",
-            "australian",
-            "new_zealand",
-            "south_african",
-            "other",
-        }
-    ),
-    "age_group": frozenset({"child", "teen", "adult", "senior"}),
-    "sex": frozenset({"female", "male", "unknown"}),
-    "noise_type": frozenset({"none", "white", "pink", "babble", "street", "music", "other"}),
-    "environment": frozenset({"dry", "room", "reverberant", "outdoor", "vehicle", "phone"}),
-}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SNR_RANGE = (-20.0, 100.0)
 

@@ -23,6 +23,7 @@ from app.samples.runtime import SampleStore
 from app.samples.schemas import (
     ErasureIn,
     ErasureRead,
+    ReferenceIn,
     SampleList,
     SampleRead,
     SampleUpdate,
@@ -250,18 +251,38 @@ def delete_sample(
     return Response(status_code=204)
 
 
+@router.put(
+    "/samples/{sample_id}/reference",
+    response_model=SampleRead,
+    summary="Store a corrected (reference) transcript, encrypted (dataops, admin)",
+    responses=_ERRORS,
+)
+def set_reference(
+    session: SessionDep,
+    store: StoreDep,
+    principal: Labeler,
+    sample_id: uuid.UUID,
+    body: ReferenceIn,
+) -> SampleRead:
+    sample = service.get_visible_sample(session, principal, sample_id)
+    service.set_reference(session, store, sample, text=body.transcript, actor=principal.actor)
+    return SampleRead.of(sample)
+
+
 def _content(kind: str) -> Any:
     def read(
         session: SessionDep, store: StoreDep, principal: CurrentPrincipal, sample_id: uuid.UUID
     ) -> Response:
         content = service.read_content(session, store, principal, sample_id, kind)
-        media = "application/json" if kind == "transcript" else "application/octet-stream"
+        media = {"transcript": "application/json", "reference": "text/plain; charset=utf-8"}.get(
+            kind, "application/octet-stream"
+        )
         return Response(content, media_type=media, headers={"Cache-Control": "no-store"})
 
     return read
 
 
-for _kind in ("audio", "transcript"):
+for _kind in ("audio", "transcript", "reference"):
     router.add_api_route(
         f"/samples/{{sample_id}}/{_kind}",
         _content(_kind),

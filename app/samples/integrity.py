@@ -77,10 +77,10 @@ def verify_store(
             sample.organization_id,
             key_resolver(session, store.keys, store.cache, sample.organization_id),
         )
-        for kind, name in (
-            ("audio", sample.audio_blob_key),
-            ("transcript", sample.transcript_blob_key),
-        ):
+        objects = [("audio", sample.audio_blob_key), ("transcript", sample.transcript_blob_key)]
+        if sample.reference_blob_key is not None:
+            objects.append(("reference", sample.reference_blob_key))
+        for kind, name in objects:
             referenced.add(name)
             if name not in stored:
                 report.missing_blobs.append({"sample_id": str(sample.id), "key": name})

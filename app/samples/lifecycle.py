@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
+from app.datasets.service import taint_for_erasure, taint_for_purge
 from app.kit.db import session_scope, utcnow
 from app.kit.errors import Conflict, MIPError, NotFound
 from app.samples import repository
@@ -67,6 +68,7 @@ def purge_expired(
                     "organizations": sorted({str(s.organization_id) for s in expired}),
                 },
             )
+            taint_for_purge(session, sample_ids=[s.id for s in expired], actor=actor)
             purged += len(expired)
             batches += 1
     return PurgeReport(purged=purged, batches=batches)
@@ -113,6 +115,14 @@ def request_erasure(
         target_id=str(row.id),
         organization_id=organization_id,
         details={"scope": scope, "project_id": str(project_id) if project_id else None},
+    )
+    # At request time, not when done: from now on nothing of this scope may feed training.
+    taint_for_erasure(
+        session,
+        erasure_id=row.id,
+        organization_id=organization_id,
+        project_id=project_id,
+        actor=actor,
     )
     return row
 

@@ -49,6 +49,9 @@ class SampleRead(BaseModel):
     channels: int
     language: str | None
     model_name: str
+    audio_sha256: str | None = Field(description="sha256 of the audio as received")
+    has_reference: bool = Field(description="a labeler's corrected transcript is stored")
+    reference_at: dt.datetime | None
     attributes: SampleAttributes
     attribute_sources: AttributeSources = Field(
         description="measured (from the audio), labeled (by DataOps) or client (sent with it)"
@@ -70,6 +73,9 @@ class SampleRead(BaseModel):
             audio_bytes=sample.audio_bytes,
             transcript_bytes=sample.transcript_bytes,
             stored_bytes=sample.stored_bytes,
+            audio_sha256=sample.audio_sha256,
+            has_reference=sample.reference_blob_key is not None,
+            reference_at=sample.reference_at,
             duration_seconds=sample.duration_seconds,
             sample_rate=sample.sample_rate,
             channels=sample.channels,
@@ -147,3 +153,11 @@ class ErasureRead(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None
+
+
+class ReferenceIn(BaseModel):
+    """A corrected transcript of the sample's audio (plain text, as spoken)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transcript: str = Field(min_length=1, max_length=20_000)

@@ -11,6 +11,7 @@ that nobody can see and ``mip store verify`` reports.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -165,6 +166,7 @@ def keep_sample(
         duration_seconds=decoded.source.duration,
         sample_rate=decoded.source.sample_rate,
         channels=decoded.source.channels,
+        audio_sha256=hashlib.sha256(audio).hexdigest(),
         language=entry.language,
         model_name=entry.model_name,
     )
@@ -230,9 +232,19 @@ def get_visible_sample(session: Session, principal: Principal, sample_id: uuid.U
     return sample
 
 
+def _blob_name(sample: Sample, kind: str) -> str:
+    if kind == "audio":
+        return sample.audio_blob_key
+    if kind == "transcript":
+        return sample.transcript_blob_key
+    if kind == "reference" and sample.reference_blob_key is not None:
+        return sample.reference_blob_key
+    raise NotFound(f"Sample {sample.id} has no {kind}.")
+
+
 def decrypt_object(session: Session, store: SampleStore, sample: Sample, kind: str) -> bytes:
     """The whole plaintext, authenticated end to end before any of it is returned."""
-    name = sample.audio_blob_key if kind == "audio" else sample.transcript_blob_key
+    name = _blob_name(sample, kind)
     key_for = key_resolver(session, store.keys, store.cache, sample.organization_id)
     return b"".join(
         decrypt_stream(store.blobs.get(name), key_for=key_for, context=crypto_context(sample, kind))
@@ -265,7 +277,7 @@ def delete_sample(
     """Remove the catalog row, then the blobs (a failure rolls the row back)."""
     session.delete(sample)
     session.flush()
-    for name in (sample.audio_blob_key, sample.transcript_blob_key):
+    for name in iter_blob_names(sample):
         store.blobs.delete(name)
     record_event(
         session,
@@ -309,3 +321,49 @@ def label_sample(
 def iter_blob_names(sample: Sample) -> Iterator[str]:
     yield sample.audio_blob_key
     yield sample.transcript_blob_key
+    if sample.reference_blob_key is not None:
+        yield sample.reference_blob_key
+
+
+MAX_REFERENCE_CHARS = 20_000
+
+
+def set_reference(
+    session: Session, store: SampleStore, sample: Sample, *, text: str, actor: str
+) -> Sample:
+    """Keep a labeler's corrected transcript, encrypted like the sample's other objects.
+
+    Training prefers it to the served transcript (which is the model's own output). Setting
+    it again replaces it; the text itself is never logged or audited, only that it changed.
+    """
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        raise InvalidSample("The reference transcript is empty.")
+    if len(cleaned) > MAX_REFERENCE_CHARS:
+        raise InvalidSample(f"The reference transcript is over {MAX_REFERENCE_CHARS} characters.")
+    key = active_data_key(session, store.keys, store.cache, sample.organization_id)
+    name = blob_key(sample.organization_id, sample.id, "reference")
+    chunks = encrypt_stream(
+        [cleaned.encode("utf-8")],
+        key=key.key,
+        key_version=key.version,
+        context=crypto_context(sample, "reference"),
+    )
+    replaced = sample.reference_blob_key is not None
+    previous = (store.blobs.size(name) or 0) if replaced else 0
+    written = store.blobs.put(name, chunks)
+    sample.reference_blob_key = name
+    sample.reference_at = utcnow()
+    sample.reference_by = actor
+    sample.stored_bytes = sample.stored_bytes - previous + written
+    record_event(
+        session,
+        actor=actor,
+        action="sample.reference_set",
+        target_type="sample",
+        target_id=str(sample.id),
+        organization_id=sample.organization_id,
+        details={"characters": len(cleaned), "replaced": replaced},
+    )
+    session.flush()
+    return sample

@@ -103,6 +103,13 @@ class Sample(Base):
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     audio_blob_key: Mapped[str] = mapped_column(String(300))
     transcript_blob_key: Mapped[str] = mapped_column(String(300))
+    # A labeler's corrected transcript (encrypted like the others); training prefers it.
+    reference_blob_key: Mapped[str | None] = mapped_column(String(300))
+    reference_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reference_by: Mapped[str | None] = mapped_column(String(100))
+    # sha256 of the audio bytes as received (Deepgram returns the same in its metadata):
+    # curation drops a second copy of the same audio.
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
     key_version: Mapped[int] = mapped_column(Integer)
     audio_bytes: Mapped[int] = mapped_column(BigInteger)
     transcript_bytes: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,320 @@
+"""Training sets: build (catalog → validate → balance → versioned set), lineage and tainting.
+
+A training set is immutable once built: its version, parameters, manifest hash, validation
+result and the exact sample ids it holds. What can change is its status: an erasure or a
+retention purge that removes samples it holds marks it ``tainted``, and a tainted set can no
+longer feed a training job. Reports (validation page, distribution and deficit plots) go to the
+blob store under ``datasets/<id>/``; they hold sample ids and counts, never audio or text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from app.audit.service import record_event
+from app.datasets import repository
+from app.datasets.catalog import CatalogFilter, load_catalog
+from app.kit.errors import BadRequest, Conflict, NotFound
+from app.samples.runtime import SampleStore
+from app.tables.datasets import TrainingSet
+from asr.tokenizer import CharTokenizer
+from curation.balance import BalanceError, BalanceSpec, balance
+from curation.plots import plot_deficit, plot_distributions
+from curation.schema import content_hash
+from curation.validation import ValidationRules, render_html, validate
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+# Labelers write "Hello, world." — training text is lower-case words; digits and other
+# characters are left for validation to refuse (dropping them would corrupt the label).
+_PUNCTUATION = re.compile('[.,!?;:"()\\[\\]{}\u2026\u2013\u2014]')
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
+DIMENSION_ALIASES = {"noise": "noise_type", "age": "age_group", "env": "environment"}
+REPORT_FILES = {
+    "validation.json": "application/json",
+    "validation.html": "text/html; charset=utf-8",
+    "balance.json": "application/json",
+    "distributions.png": "image/png",
+    "deficit.png": "image/png",
+}
+
+
+class InvalidTrainingSet(BadRequest):
+    pass
+
+
+class TrainingSetNotFound(NotFound):
+    pass
+
+
+class TrainingSetTainted(Conflict):
+    """The set held samples that were erased or purged: it cannot feed new training."""
+
+
+class EmptyTrainingSet(Conflict):
+    """Nothing passed validation and balancing: there is no set to build."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    name: str
+    dimensions: tuple[str, ...]
+    hours: float
+    target: dict[str, Any] | None = None  # a BalanceSpec JSON document (targets, caps, floors)
+    where: CatalogFilter = field(default_factory=CatalogFilter)
+    min_duration: float = 0.5
+    max_duration: float = 30.0
+    eval_fraction: float = 0.1  # held out (by a stable hash of the sample id) for evaluation
+    seed: int = 0
+
+
+def training_text(text: str | None) -> str | None:
+    if text is None:
+        return None
+    cleaned = _PUNCTUATION.sub(" ", text.translate(_APOSTROPHES).lower())
+    return " ".join(cleaned.split())
+
+
+def balance_spec(request: BuildRequest) -> BalanceSpec:
+    dimensions = tuple(DIMENSION_ALIASES.get(d, d) for d in request.dimensions)
+    document: dict[str, Any] = dict(request.target or {})
+    document["dimensions"] = list(dimensions) or document.get("dimensions", [])
+    document["hours"] = request.hours
+    document.setdefault("seed", request.seed)
+    try:
+        return BalanceSpec.from_json(document)
+    except BalanceError as exc:
+        raise InvalidTrainingSet(str(exc)) from None
+
+
+def check_request(request: BuildRequest) -> BalanceSpec:
+    if not _NAME.match(request.name):
+        raise InvalidTrainingSet(
+            "name must be 1-100 lowercase letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit."
+        )
+    if not 0.0 <= request.eval_fraction < 0.5:
+        raise InvalidTrainingSet("eval_fraction must be at least 0 and below 0.5.")
+    if not 0 < request.min_duration < request.max_duration:
+        raise InvalidTrainingSet("min_duration must be positive and below max_duration.")
+    return balance_spec(request)
+
+
+def eval_split(sample_ids: pd.Series, fraction: float, *, salt: str) -> pd.Series:
+    """True for a stable ~``fraction`` of ids (sha256 of salt + id), independent of order."""
+    if fraction <= 0:
+        return pd.Series(False, index=sample_ids.index)
+    draws = sample_ids.map(
+        lambda s: int.from_bytes(hashlib.sha256(f"{salt}:{s}".encode()).digest()[:8], "big")
+    )
+    return (draws / 2**64) < fraction
+
+
+def build_training_set(
+    session: Session, store: SampleStore, request: BuildRequest, *, actor: str
+) -> TrainingSet:
+    """Catalog → validate → balance → a new version of ``request.name``, with its reports."""
+    spec = check_request(request)
+    manifest = load_catalog(session, store, request.where)
+    manifest["transcript"] = manifest["transcript"].map(training_text).astype("str")
+    rules = ValidationRules(
+        min_duration=request.min_duration,
+        max_duration=request.max_duration,
+        charset="".join(sorted(CharTokenizer.english().charset)),
+    )
+    validation = validate(manifest, rules, name=request.name)
+    try:
+        balanced = balance(validation.valid, spec)
+    except BalanceError as exc:
+        raise InvalidTrainingSet(str(exc)) from None
+    selected = balanced.selected
+    if selected.empty:
+        raise EmptyTrainingSet(
+            f"No sample passed validation and balancing ({len(manifest)} in the catalog, "
+            f"{len(validation.valid)} valid); nothing to build."
+        )
+    held_out = eval_split(selected["sample_id"], request.eval_fraction, salt=request.name)
+    version = repository.next_version(session, name=request.name)
+    row = TrainingSet(
+        id=uuid.uuid4(),
+        name=request.name,
+        version=version,
+        status="ready",
+        params=_params(request, spec),
+        manifest_hash=content_hash(selected),
+        validation=validation.to_dict(),
+        balance=balanced.to_dict(),
+        sample_count=int((~held_out).sum()),
+        eval_count=int(held_out.sum()),
+        duration_seconds=float(selected["duration"].sum()),
+        created_by=actor,
+    )
+    session.add(row)
+    session.flush()
+    repository.add_members(
+        session,
+        set_id=row.id,
+        members=zip(
+            (uuid.UUID(s) for s in selected["sample_id"]),
+            (uuid.UUID(o) for o in selected["organization_id"]),
+            ("eval" if h else "train" for h in held_out),
+            strict=True,
+        ),
+    )
+    _save_reports(store, row.id, validation, balanced)
+    record_event(
+        session,
+        actor=actor,
+        action="training_set.built",
+        target_type="training_set",
+        target_id=str(row.id),
+        details={
+            "name": row.name,
+            "version": row.version,
+            "manifest_hash": row.manifest_hash,
+            "samples": row.sample_count,
+            "eval_samples": row.eval_count,
+            "quarantined": len(validation.quarantine),
+            "organizations": sorted(set(selected["organization_id"])),
+        },
+    )
+    return row
+
+
+def _params(request: BuildRequest, spec: BalanceSpec) -> dict[str, Any]:
+    return {
+        "balance": json.loads(spec.to_json()),
+        "filter": {
+            "organization_ids": (
+                None
+                if request.where.organization_ids is None
+                else [str(o) for o in request.where.organization_ids]
+            ),
+            "domain": request.where.domain,
+            "language": request.where.language,
+            "reference_only": request.where.reference_only,
+        },
+        "validation": {"min_duration": request.min_duration, "max_duration": request.max_duration},
+        "eval_fraction": request.eval_fraction,
+        "seed": request.seed,
+    }
+
+
+def _save_reports(store: SampleStore, set_id: uuid.UUID, validation: Any, balanced: Any) -> None:
+    """Upload the reports; they are rendered in a private temp dir that is removed at once."""
+    with tempfile.TemporaryDirectory(prefix="mip-report-") as tmp:
+        folder = Path(tmp)
+        (folder / "validation.json").write_bytes(orjson.dumps(validation.to_dict()))
+        (folder / "validation.html").write_text(render_html(validation), encoding="utf-8")
+        (folder / "balance.json").write_bytes(orjson.dumps(balanced.to_dict()))
+        plot_distributions(balanced, folder / "distributions.png")
+        plot_deficit(balanced, folder / "deficit.png")
+        for name in REPORT_FILES:
+            store.blobs.put(f"datasets/{set_id}/{name}", [(folder / name).read_bytes()])
+
+
+def read_report(store: SampleStore, training_set: TrainingSet, name: str) -> bytes:
+    if name not in REPORT_FILES:
+        raise TrainingSetNotFound(f"No report named {name!r}; reports: {', '.join(REPORT_FILES)}.")
+    return b"".join(store.blobs.get(f"datasets/{training_set.id}/{name}"))
+
+
+def get_training_set_or_raise(session: Session, ref: str) -> TrainingSet:
+    """By id, by ``name`` (latest version) or by ``name:version``."""
+    row: TrainingSet | None = None
+    try:
+        row = repository.get_training_set(session, uuid.UUID(ref))
+    except ValueError:
+        name, _, version = ref.partition(":")
+        if version and not version.isdigit():
+            raise InvalidTrainingSet("A training set is NAME, NAME:VERSION or its id.") from None
+        row = repository.get_training_set_by_name(
+            session, name=name, version=int(version) if version else None
+        )
+    if row is None:
+        raise TrainingSetNotFound(f"Training set {ref} not found.")
+    return row
+
+
+def check_trainable(training_set: TrainingSet) -> None:
+    if training_set.status == "tainted":
+        raise TrainingSetTainted(
+            f"Training set {training_set.name}:{training_set.version} is tainted "
+            f"({training_set.taint_reason}); build a new version."
+        )
+
+
+def taint_sets(
+    session: Session,
+    set_ids: Sequence[uuid.UUID],
+    *,
+    reason: str,
+    actor: str,
+    organization_id: uuid.UUID | None,
+    details: dict[str, Any],
+) -> list[uuid.UUID]:
+    """Mark the sets tainted (once) and say which in the audit log."""
+    changed = repository.mark_tainted(session, set_ids, reason=reason)
+    if changed:
+        record_event(
+            session,
+            actor=actor,
+            action="training_sets.tainted",
+            target_type="training_sets",
+            target_id=f"{len(changed)} sets",
+            organization_id=organization_id,
+            details={"training_sets": [str(s) for s in changed], "reason": reason, **details},
+        )
+    return changed
+
+
+def taint_for_erasure(
+    session: Session,
+    *,
+    erasure_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    actor: str,
+) -> list[uuid.UUID]:
+    """Every set holding samples of the erased organization (or project) is tainted."""
+    if project_id is None:
+        set_ids = repository.sets_holding_organization(session, organization_id)
+    else:
+        sample_ids = repository.project_sample_ids(
+            session, organization_id=organization_id, project_id=project_id
+        )
+        set_ids = repository.sets_holding_samples(session, sample_ids)
+    return taint_sets(
+        session,
+        set_ids,
+        reason=f"erasure {erasure_id}",
+        actor=actor,
+        organization_id=organization_id,
+        details={"erasure_id": str(erasure_id)},
+    )
+
+
+def taint_for_purge(
+    session: Session, *, sample_ids: Sequence[uuid.UUID], actor: str
+) -> list[uuid.UUID]:
+    """Sets holding samples purged at their retention deadline can no longer be rebuilt."""
+    set_ids = repository.sets_holding_samples(session, sample_ids)
+    return taint_sets(
+        session,
+        set_ids,
+        reason="samples purged at their retention deadline",
+        actor=actor,
+        organization_id=None,
+        details={"purged_samples": len(sample_ids)},
+    )
