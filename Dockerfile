@@ -40,6 +40,12 @@ ENV PATH=/opt/mip/bin:$PATH \
     MIP_PORT=8000 \
     MIP_DATA_DIR=/var/lib/mip
 
+# espeak-ng and the text corpora: training jobs mix general synthetic speech into every epoch
+# against forgetting (and `mip asr synth` / `train-base` need them).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng wordnet-base fortunes wamerican \
+    && rm -rf /var/lib/apt/lists/*
+
 # A fixed numeric id, so orchestrators can enforce runAsNonRoot and volumes can be chowned.
 RUN groupadd --system --gid 10001 mip \
     && useradd --system --uid 10001 --gid mip --home-dir /var/lib/mip --create-home \

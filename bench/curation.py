@@ -2,7 +2,7 @@
 
 Prints one JSON object of figures on stdout; progress goes to stderr::
 
-    .venv/bin/python -m bench.curation [--rows 1000000] [--hours 100] [--repeats 3]
+    .venv/bin/python -m bench.curation [--rows 1000000] [--hours 100] [--job-steps 150]
 
 The synthetic manifest is skewed the way kept production audio is (85% one accent, 3% seniors,
 12% noisy, 2% without a sex label; durations 1-15 s) and fixed by ``--seed``. Figures:
@@ -15,7 +15,10 @@ The synthetic manifest is skewed the way kept production audio is (85% one accen
   hours and its target share (``TARGETS``; uniform where not named), and ``*_selected_hours``;
   ``balance_at_naive_hours_*``: balance with the hours the naive sample reached, since that
   one stops short of the budget whenever small cells run out;
-* ``validation_s``: ``curation.validation.validate`` (default rules) on the same manifest.
+* ``validation_s``: ``curation.validation.validate`` (default rules) on the same manifest;
+* ``job_train_utterances_per_second``: a fine-tuning job's training throughput (the recipe
+  ``mip worker`` runs: ``asr.finetune`` from the shipped base model, 30% general mix), on
+  ``--job-utterances`` synthetic medical utterances for ``--job-steps`` steps (0 skips it).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import json
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from rich.console import Console
 
 from curation import schema
@@ -116,6 +121,11 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=100.0, help="budget of the balanced set")
     parser.add_argument("--repeats", type=int, default=3, help="balance runs (median kept)")
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--job-utterances", type=int, default=300, help="fine-tuning job corpus (0: skip the job)"
+    )
+    parser.add_argument("--job-steps", type=int, default=150, help="fine-tuning job steps")
+    parser.add_argument("--work", type=Path, default=Path("var/bench-curation"), help="corpora")
     args = parser.parse_args()
 
     console.print(f"building a {args.rows:,}-row manifest")
@@ -156,7 +166,49 @@ def main() -> None:
     validation_s, validation = _timed(lambda: validate(manifest))
     figures["validation_s"] = round(validation_s, 3)
     figures["validation_valid_rows"] = int(validation.statistics["valid_rows"])
+    if args.job_utterances:
+        figures |= job_throughput(args.job_utterances, args.job_steps, args.work)
     print(json.dumps(figures))
+
+
+def job_throughput(utterances: int, steps: int, work: Path) -> dict[str, Any]:
+    """Training utterances/s of a fine-tuning job (the recipe a training job runs).
+
+    The job's recipe (``asr.finetune``) on ``utterances`` synthetic medical utterances with a
+    30% general mix, for ``steps`` steps from the shipped base model; the corpora are cached
+    in ``work``.
+    """
+    from asr.corpus import load_sentences
+    from asr.finetune import FinetuneRecipe, finetune
+    from asr.synth import plan_corpus, synthesize
+
+    def corpus(name: str, n: int, seed: int) -> Path:
+        manifest = work / name / "manifest.jsonl"
+        if manifest.exists():
+            return manifest
+        specs = plan_corpus(load_sentences(name), n=n, seed=seed, voices="train", id_prefix=name)
+        return synthesize(specs, work / name, workers=2, progress=False)
+
+    console.print(f"fine-tune job: {utterances} utterances, {steps} steps")
+    train = corpus("medical", utterances, 1)
+    run = work / f"run-{time.time_ns()}"
+    result = finetune(
+        FinetuneRecipe(
+            base_package=next((Path(__file__).resolve().parents[1] / "models").glob("*.dg")),
+            train_manifest=train,
+            eval_manifest=corpus("general", 40, 2),
+            mix_manifest=corpus("general", 40, 2),
+            work_dir=run / "work",
+            out_dir=run / "out",
+            minutes=None,
+            max_steps=steps,
+        )
+    )
+    return {
+        "job_train_utterances_per_second": round(result.train.utterances_per_second, 1),
+        "job_train_steps": result.train.steps,
+        "job_device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
 
 
 if __name__ == "__main__":

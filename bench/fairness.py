@@ -2,7 +2,7 @@
 
 Prints one JSON object of figures on stdout; progress goes to stderr::
 
-    .venv/bin/python -m bench.fairness [--pool 1200] [--hours 0.35] [--minutes 3] [--work DIR]
+    .venv/bin/python -m bench.fairness [--pool 2000] [--hours 0.25] [--minutes 3] [--work DIR]
 
 A skewed pool of opted-in medical speech is synthesised (85% US English, the rest spread over
 five other accents; few noisy recordings), as a customer base dominated by one market would
@@ -126,9 +126,9 @@ def summary(report: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool", type=int, default=1200, help="utterances in the skewed pool")
+    parser.add_argument("--pool", type=int, default=2000, help="utterances in the skewed pool")
     parser.add_argument("--held-out", type=int, default=40, help="test utterances per accent")
-    parser.add_argument("--hours", type=float, default=0.35, help="hours budget of both sets")
+    parser.add_argument("--hours", type=float, default=0.25, help="hours budget of both sets")
     parser.add_argument("--minutes", type=float, default=3.0, help="training time per job")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("var/bench-fairness"))

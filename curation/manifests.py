@@ -27,30 +27,23 @@ import pandas as pd
 import pyarrow as pa
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
-from curation.schema import COLUMNS, FLOAT_COLUMNS, STRING_COLUMNS, ManifestError, coerce
+from curation.schema import (
+    ATTRIBUTE_COLUMNS,
+    COLUMNS,
+    FLOAT_COLUMNS,
+    STRING_COLUMNS,
+    ManifestError,
+    coerce,
+)
 
 # Written this way so every row has the same format and pandas parses the column in one pass.
 _CREATED_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 _CSV_DTYPES: Final = dict.fromkeys(STRING_COLUMNS, "str") | dict.fromkeys(FLOAT_COLUMNS, "float64")
 _SYNTH_REQUIRED: Final = ("id", "audio", "text", "duration")
-_SYNTH_ATTRIBUTES: Final = (
-    "accent",
-    "age_group",
-    "sex",
-    "noise_type",
-    "snr_db",
-    "environment",
-    "domain",
-)
+_SYNTH_ATTRIBUTES: Final = ATTRIBUTE_COLUMNS
 # Attributes carried in a lhotse supervision's ``custom`` dict.
 LHOTSE_CUSTOM_FIELDS: Final = (
-    "accent",
-    "age_group",
-    "sex",
-    "noise_type",
-    "snr_db",
-    "environment",
-    "domain",
+    *ATTRIBUTE_COLUMNS,
     "organization_id",
     "consent",
     "audio_sha256",

@@ -79,6 +79,16 @@ COLUMNS: Final = (
 )
 REQUIRED_COLUMNS: Final = ("sample_id", "duration")
 
+# Speaker and recording attributes, as the sample store keeps them.
+ATTRIBUTE_COLUMNS: Final = (
+    "accent",
+    "age_group",
+    "sex",
+    "noise_type",
+    "snr_db",
+    "environment",
+    "domain",
+)
 # Categorical attributes a training set is balanced by (snr_db is numeric; see snr_band).
 CATEGORICAL_ATTRIBUTES: Final = ("accent", "age_group", "sex", "noise_type", "environment")
 

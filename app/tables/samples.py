@@ -27,17 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db import Base, UTCDateTime, utcnow
+from curation.schema import ATTRIBUTE_COLUMNS
 
 # Speaker and recording attributes a sample can carry; each has a value and a source.
-ATTRIBUTES: tuple[str, ...] = (
-    "accent",
-    "age_group",
-    "sex",
-    "noise_type",
-    "snr_db",
-    "environment",
-    "domain",
-)
+ATTRIBUTES: tuple[str, ...] = ATTRIBUTE_COLUMNS
 ATTRIBUTE_SOURCES: tuple[str, ...] = ("measured", "labeled", "client")
 
 

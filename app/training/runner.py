@@ -44,8 +44,8 @@ from asr.corpus import load_sentences
 from asr.evaluate import EvalReport
 from asr.finetune import FinetuneCancelled, FinetuneRecipe, finetune
 from asr.synth import plan_corpus, read_manifest, synthesize
+from curation.schema import ATTRIBUTE_COLUMNS
 
-ATTRIBUTES = ("accent", "sex", "age_group", "noise_type", "environment", "domain", "snr_db")
 SAMPLE_RATE = 16_000
 
 
@@ -204,7 +204,7 @@ def _decrypt_set(ctx: JobContext, *, training_set_id: uuid.UUID, scratch: Path) 
                 "duration": round(audio.duration, 4),
                 "sample_rate": audio.sample_rate,
             }
-            for attribute in ATTRIBUTES:
+            for attribute in ATTRIBUTE_COLUMNS:
                 row[attribute] = getattr(sample, attribute)
             rows[split].append(json.dumps(row))
             if index % 20 == 0:

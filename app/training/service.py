@@ -126,6 +126,12 @@ def submit_job(
     base = find_base_package(settings, base_model)
     training = get_training_set_or_raise(session, training_set)
     check_trainable(training)
+    if training.sample_count == 0 or training.eval_count == 0:
+        raise InvalidJob(
+            f"Training set {training.name}:{training.version} has {training.sample_count} "
+            f"training and {training.eval_count} evaluation samples; a job needs both (build "
+            "it with eval_fraction > 0)."
+        )
     job = TrainingJob(
         status="queued",
         base_model=base.manifest.uuid,

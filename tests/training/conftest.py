@@ -122,6 +122,7 @@ def add_training_set(
     *,
     version: int = 1,
     status: str = "ready",
+    eval_count: int = 2,
 ) -> TrainingSet:
     """A training set row as curation leaves it (membership is not needed here)."""
     with db.session() as session:
@@ -134,7 +135,7 @@ def add_training_set(
             validation={"passed": 10},
             balance={"dimensions": ["accent"]},
             sample_count=10,
-            eval_count=2,
+            eval_count=eval_count,
             duration_seconds=30.0,
             created_by="test",
             created_at=utcnow(),

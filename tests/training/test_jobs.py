@@ -80,6 +80,13 @@ class TestSubmit:
         with db.session() as session:
             assert service.list_jobs(session)[1] == 0  # nothing half-written
 
+    def test_a_set_without_an_evaluation_split_is_refused(
+        self, db: Database, settings: Settings
+    ) -> None:
+        add_training_set(db, "no-eval", eval_count=0)
+        with pytest.raises(service.InvalidJob, match="evaluation samples"):
+            queue_job(db, settings, training_set="no-eval")
+
     @pytest.mark.parametrize(
         "params",
         [
