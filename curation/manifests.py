@@ -20,12 +20,11 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 import pandas as pd
 import pyarrow as pa
-from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 from curation.schema import (
     ATTRIBUTE_COLUMNS,
@@ -41,6 +40,9 @@ _CREATED_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 _CSV_DTYPES: Final = dict.fromkeys(STRING_COLUMNS, "str") | dict.fromkeys(FLOAT_COLUMNS, "float64")
 _SYNTH_REQUIRED: Final = ("id", "audio", "text", "duration")
 _SYNTH_ATTRIBUTES: Final = ATTRIBUTE_COLUMNS
+if TYPE_CHECKING:
+    from lhotse import CutSet, Recording
+
 # Attributes carried in a lhotse supervision's ``custom`` dict.
 LHOTSE_CUSTOM_FIELDS: Final = (
     *ATTRIBUTE_COLUMNS,
@@ -163,6 +165,10 @@ def to_lhotse(frame: pd.DataFrame) -> CutSet:
     ``created`` as an ISO 8601 string). Raises :class:`ManifestError` for a row without audio,
     audio that is not a readable file, or a duration longer than the audio.
     """
+    # lhotse (and torch through it) is imported on first use: it takes ~2 s, and most users
+    # of this module (the service, the CLI) never convert to lhotse.
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
     cuts = []
     for row in coerce(frame).to_dict(orient="records"):
         sample_id = str(row["sample_id"])
@@ -318,6 +324,8 @@ def _recording(sample_id: str, audio: Any) -> Recording:
         raise ManifestError(f"sample {sample_id} has no audio path (lhotse needs the file)")
     if not Path(audio).is_file():
         raise ManifestError(f"sample {sample_id}: audio {audio} is not a file")
+    from lhotse import Recording
+
     try:
         return Recording.from_file(audio, recording_id=sample_id)
     except Exception as err:  # soundfile/audioread raise their own error types

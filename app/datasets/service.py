@@ -31,9 +31,7 @@ from app.samples.runtime import SampleStore
 from app.tables.datasets import TrainingSet
 from asr.tokenizer import CharTokenizer
 from curation.balance import BalanceError, BalanceSpec, balance
-from curation.plots import plot_deficit, plot_distributions
 from curation.schema import content_hash
-from curation.validation import ValidationRules, render_html, validate
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 # Labelers write "Hello, world." — training text is lower-case words; digits and other
@@ -125,6 +123,9 @@ def build_training_set(
     session: Session, store: SampleStore, request: BuildRequest, *, actor: str
 ) -> TrainingSet:
     """Catalog → validate → balance → a new version of ``request.name``, with its reports."""
+    # great-expectations takes ~1.5 s to import: only a build pays it, not every `mip` command.
+    from curation.validation import ValidationRules, validate
+
     spec = check_request(request)
     manifest = load_catalog(session, store, request.where)
     manifest["transcript"] = manifest["transcript"].map(training_text).astype("str")
@@ -213,6 +214,9 @@ def _params(request: BuildRequest, spec: BalanceSpec) -> dict[str, Any]:
 
 def _save_reports(store: SampleStore, set_id: uuid.UUID, validation: Any, balanced: Any) -> None:
     """Upload the reports; they are rendered in a private temp dir that is removed at once."""
+    from curation.plots import plot_deficit, plot_distributions
+    from curation.validation import render_html
+
     with tempfile.TemporaryDirectory(prefix="mip-report-") as tmp:
         folder = Path(tmp)
         (folder / "validation.json").write_bytes(orjson.dumps(validation.to_dict()))

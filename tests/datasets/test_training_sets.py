@@ -343,3 +343,8 @@ class TestCli:
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert (tmp_path / "b" / "distributions.png").read_bytes().startswith(PNG)
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text('{"sample_id": "a", "duration": 1.0}\nnot json\n')
+        result = mip("curate", "validate", str(broken), "--out", str(tmp_path / "x"))
+        assert result.exit_code == 2
+        assert "broken.jsonl:2" in result.output
