@@ -104,6 +104,9 @@ class FinetuneRecipe:
     training_set: dict[str, Any] = field(default_factory=dict)  # lineage: id, name, version, hash…
     extra_metrics: dict[str, float] = field(default_factory=dict)  # added to the manifest
     lm_text: bool = True  # add the training transcripts to the base's word LM
+    # A training-text word pair enters the LM only if this many transcripts contain it: the
+    # package is not secret, so a phrase one customer said once must not be readable from it.
+    lm_min_count: int = 1
     lm_sentences: Sequence[str] = ()  # more domain text for the LM (e.g. a vocabulary list)
     terms: Sequence[str] = ()  # domain terms whose recall is reported (term_recall metrics)
     seed: int = 0
@@ -183,20 +186,30 @@ def finetune(
     return FinetuneResult(package, candidate_report, base_report, trained)
 
 
-def extend_lm(base: dict[str, Any] | None, sentences: Iterable[str]) -> WordLM | None:
+def extend_lm(
+    base: dict[str, Any] | None, sentences: Iterable[str], *, min_count: int = 1
+) -> WordLM | None:
     """The base's word bigram LM (``ModelPackage.lm``) with ``sentences`` counted in as well.
 
-    Discounts are estimated again from the merged counts. None when there is nothing at all.
+    Only word pairs found in at least ``min_count`` of ``sentences`` are added (the base's
+    counts are kept as they are). Discounts are estimated again from the merged counts. None
+    when there is nothing at all.
     """
     bigrams: defaultdict[str, Counter[str]] = defaultdict(Counter)
     if base is not None:
         WordLM.from_dict(base)  # validates the description before its counts are trusted
         for previous, followers in base["bigrams"].items():
             bigrams[previous].update(followers)
+    added: Counter[tuple[str, str]] = Counter()
+    holding: Counter[tuple[str, str]] = Counter()  # sentences containing each pair
     for sentence in sentences:
         words = sentence.split()
-        for previous, word in zip([START, *words], words, strict=False):
-            bigrams[previous][word] += 1
+        pairs = list(zip([START, *words], words, strict=False))
+        added.update(pairs)
+        holding.update(set(pairs))
+    for (previous, word), count in added.items():
+        if holding[previous, word] >= min_count:
+            bigrams[previous][word] += count
     return WordLM(bigrams) if bigrams else None
 
 
@@ -211,7 +224,16 @@ def _plan(recipe: FinetuneRecipe) -> _Plan:
     _check_settings(recipe)
     texts = [str(row["text"]) for row in train_rows] if recipe.lm_text else []
     try:
-        lm = extend_lm(base.lm, [tokenizer.normalize(t) for t in (*texts, *recipe.lm_sentences)])
+        lm = extend_lm(
+            base.lm,
+            [tokenizer.normalize(t) for t in texts],
+            min_count=recipe.lm_min_count,
+        )
+        if recipe.lm_sentences:  # text the operator supplied (a vocabulary list), not samples
+            lm = extend_lm(
+                lm.to_dict() if lm is not None else None,
+                [tokenizer.normalize(t) for t in recipe.lm_sentences],
+            )
     except LMError as err:
         raise FinetuneError(f"{recipe.base_package}: unusable word LM: {err}") from None
     auto = "cuda" if torch.cuda.is_available() else "cpu"
@@ -301,6 +323,7 @@ def _lineage(
             "mix_fraction": recipe.mix_fraction if recipe.mix_manifest else 0.0,
             "seed": recipe.seed,
             "lm_text": recipe.lm_text,
+            "lm_min_count": recipe.lm_min_count,
         },
         "data": data,
     }
@@ -360,6 +383,8 @@ def _check_settings(recipe: FinetuneRecipe) -> None:
         raise FinetuneError("set minutes, max_steps or both: training needs a budget")
     if not (0.0 <= recipe.mix_fraction < 1.0 and recipe.lr > 0.0):
         raise FinetuneError("mix_fraction must lie in [0, 1) and lr must be positive")
+    if recipe.lm_min_count < 1:
+        raise FinetuneError("lm_min_count must be at least 1")
     for key, value in recipe.extra_metrics.items():
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not (isinstance(key, str) and number and math.isfinite(value)):

@@ -50,6 +50,9 @@ def submit(
         float, typer.Option(help="Share of general speech mixed in (0..0.9), against forgetting.")
     ] = 0.3,
     mix_utterances: Annotated[int, typer.Option(help="General-speech utterances to mix.")] = 1000,
+    lm_min_count: Annotated[
+        int, typer.Option(help="Samples that must share a word pair before the LM keeps it.")
+    ] = 3,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     auto_promote: Annotated[
@@ -65,6 +68,7 @@ def submit(
         "minutes": minutes,
         "mix_fraction": mix_fraction,
         "mix_utterances": mix_utterances,
+        "lm_min_count": lm_min_count,
         "device": device,
         "seed": seed,
         "auto_promote": auto_promote,

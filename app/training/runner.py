@@ -91,6 +91,7 @@ def execute_job(ctx: JobContext) -> JobOutcome:
             version=version,
             training_set=lineage,
             seed=params.seed,
+            lm_min_count=params.lm_min_count,
         )
         if params.lr is not None:
             recipe.lr = params.lr

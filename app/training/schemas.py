@@ -39,6 +39,15 @@ class JobParams(BaseModel):
     mix_utterances: int = Field(
         default=1000, ge=0, le=1_000_000, description="general-speech utterances to mix in"
     )
+    lm_min_count: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description=(
+            "a word pair from the training transcripts enters the package's word LM only when "
+            "at least this many samples contain it, so a rare phrase is never stored in a model"
+        ),
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     auto_promote: bool = Field(

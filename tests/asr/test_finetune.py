@@ -334,6 +334,14 @@ class TestExtendLM:
         assert extended.vocabulary == {"insert", "the", "stent"}
         assert extend_lm(None, []) is None
 
+    def test_rare_phrases_stay_out_of_the_package(self) -> None:
+        said = ["take the stent", "take the stent", "take the stent", "call mister smith now"]
+        extended = extend_lm(None, said, min_count=3)
+        assert extended is not None
+        assert extended.vocabulary == {"take", "the", "stent"}  # one customer's words are not
+        # Repeats inside one transcript do not count as separate transcripts.
+        assert extend_lm(None, ["smith smith smith smith"], min_count=2) is None
+
 
 class TestTrainHooks:
     """What asr.train gained for fine-tuning: in-memory initial weights and a stop hook."""
