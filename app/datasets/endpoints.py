@@ -119,8 +119,8 @@ def list_members(session: SessionDep, _principal: Reader, ref: str) -> TrainingS
 
 @router.get(
     "/{ref}/reports/{name}",
-    summary="A build report: validation.json, validation.html, balance.json, distributions.png, "
-    "deficit.png",
+    summary="A build report: validation.json, validation.html, quarantine.csv, balance.json, "
+    "distributions.png, deficit.png",
     response_class=Response,
     responses={**_ERRORS, 200: {"description": "The report file"}},
 )

@@ -45,7 +45,21 @@ REPORT_FILES = {
     "balance.json": "application/json",
     "distributions.png": "image/png",
     "deficit.png": "image/png",
+    "quarantine.csv": "text/csv; charset=utf-8",
 }
+# The quarantine as DataOps needs it to fix labels: ids, attributes and what failed; no text.
+QUARANTINE_COLUMNS = (
+    "sample_id",
+    "organization_id",
+    "consent",
+    "duration",
+    "accent",
+    "age_group",
+    "sex",
+    "noise_type",
+    "environment",
+    "failed_expectations",
+)
 
 
 class InvalidTrainingSet(BadRequest):
@@ -224,6 +238,8 @@ def _save_reports(store: SampleStore, set_id: uuid.UUID, validation: Any, balanc
         (folder / "balance.json").write_bytes(orjson.dumps(balanced.to_dict()))
         plot_distributions(balanced, folder / "distributions.png")
         plot_deficit(balanced, folder / "deficit.png")
+        quarantine = validation.quarantine.loc[:, list(QUARANTINE_COLUMNS)]
+        quarantine.to_csv(folder / "quarantine.csv", index=False)
         for name in REPORT_FILES:
             store.blobs.put(f"datasets/{set_id}/{name}", [(folder / name).read_bytes()])
 

@@ -160,6 +160,15 @@ class TestValidation:
         failed = {e["column"]: e for e in body["validation"]["expectations"] if not e["success"]}
         assert {"consent", "transcript", "audio_copy"} <= set(failed)  # audio_copy: 2nd copy
         assert body["validation"]["statistics"]["quarantined_rows"] == 4
+        quarantine = catalog.service.client.get(
+            f"/v1/governance/datasets/{body['id']}/reports/quarantine.csv",
+            headers=catalog.dataops,
+        )
+        assert quarantine.status_code == 200
+        lines = quarantine.text.strip().splitlines()
+        assert lines[0].startswith("sample_id,organization_id,consent")
+        assert {line.split(",")[0] for line in lines[1:]} == {dup, digits, opted_out, expired}
+        assert "take 2 tablets" not in quarantine.text  # ids and labels, never transcripts
 
 
 class TestTainting:
