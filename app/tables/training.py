@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -83,6 +84,14 @@ class ModelVersion(Base):
         UniqueConstraint("uuid"),
         CheckConstraint(
             "status IN ('candidate', 'promoted', 'demoted', 'rejected')", name="status"
+        ),
+        # One served version per name: of two promotions racing, the second one fails.
+        Index(
+            "uq_model_versions_promoted_name",
+            "name",
+            unique=True,
+            postgresql_where=text("status = 'promoted'"),
+            sqlite_where=text("status = 'promoted'"),
         ),
     )
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
@@ -237,14 +238,17 @@ def promote(
         )
     version.policy = {**verdict, "forced": not verdict["passed"]}
     previous = repository.promoted_version(session, name=version.name)
+    if previous is not None:
+        previous.status = "demoted"
+        version.replaced_id = previous.id
+        session.flush()  # before the new one is marked: one promoted version per name
+    _mark_promoted(version, actor)
+    _flush_or_conflict(session, version)
+    # Files only once the database agrees (a racing promotion fails above, touching none).
     models_dir = settings.effective_models_dir
     _install(store, version, models_dir)
     if previous is not None:
         _uninstall(previous, models_dir)
-        previous.status = "demoted"
-        version.replaced_id = previous.id
-    _mark_promoted(version, actor)
-    session.flush()
     record_event(
         session,
         actor=actor,
@@ -263,6 +267,16 @@ def promote(
     return version
 
 
+def _flush_or_conflict(session: Session, version: ModelVersion) -> None:
+    name = version.name  # read now: after a failed flush the session cannot load anything
+    try:
+        session.flush()
+    except IntegrityError:
+        raise VersionStateConflict(
+            f"Another version of {name} was promoted at the same time; try again."
+        ) from None
+
+
 def demote(
     session: Session, store: SampleStore, settings: Settings, ref: str, *, actor: str
 ) -> ModelVersion:
@@ -276,12 +290,13 @@ def demote(
     restored = repository.get_version(session, version.replaced_id) if version.replaced_id else None
     if restored is not None and restored.status != "demoted":
         restored = None  # rejected since: it must not come back
-    if restored is not None:
-        _install(store, restored, models_dir)
-        _mark_promoted(restored, actor)
-    _uninstall(version, models_dir)
     version.status = "demoted"
     session.flush()
+    if restored is not None:
+        _mark_promoted(restored, actor)
+        _flush_or_conflict(session, restored)
+        _install(store, restored, models_dir)
+    _uninstall(version, models_dir)
     record_event(
         session,
         actor=actor,

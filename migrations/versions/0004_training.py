@@ -133,6 +133,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "version", name=op.f("uq_model_versions_name_version")),
         sa.UniqueConstraint("uuid", name=op.f("uq_model_versions_uuid")),
     )
+    op.create_index(
+        "uq_model_versions_promoted_name",
+        "model_versions",
+        ["name"],
+        unique=True,
+        postgresql_where=sa.text("status = 'promoted'"),
+        sqlite_where=sa.text("status = 'promoted'"),
+    )
     op.create_table(
         "training_job_logs",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -169,6 +177,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_training_job_logs_job_id"))
 
     op.drop_table("training_job_logs")
+    op.drop_index("uq_model_versions_promoted_name", table_name="model_versions")
     op.drop_table("model_versions")
     with op.batch_alter_table("training_set_samples", schema=None) as batch_op:
         batch_op.drop_index("ix_training_set_samples_sample_id")

@@ -6,15 +6,18 @@ the promoted package (and the previous one again after a demotion).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.engine.registry import ModelRegistry, version_order
 from app.kit.db import utcnow
+from app.kit.errors import MIPError
 from app.kit.settings import Settings
 from app.samples.runtime import SampleStore
 from app.tables.audit import AuditEntry
@@ -239,6 +242,49 @@ class TestPromoteDemote:
         self.demote(db, store, settings, str(first.id))  # it replaced nothing: the base again
         assert installed(settings) == []
         assert served_uuid(registry) == packages.base.uuid
+
+    def test_racing_promotions_leave_one_served_version(
+        self, db: Database, settings: Settings, store: SampleStore, packages: Packages
+    ) -> None:
+        versions = [register(db, store, path) for path in packages.candidates[:2]]
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def promote(version: ModelVersion) -> None:
+            start.wait()
+            try:
+                self.promote(db, store, settings, str(version.id))
+            except (MIPError, OperationalError) as exc:  # the loser of the race, if they met
+                failures.append(exc)
+
+        threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(failures) <= 1
+        with db.session() as session:
+            served = session.scalars(
+                select(ModelVersion).where(ModelVersion.status == "promoted")
+            ).all()
+            assert len(served) == 1  # never two, whoever won
+            assert installed(settings) == [served[0].filename]  # and the folder agrees
+
+    def test_one_promoted_version_per_name_is_a_database_rule(
+        self, db: Database, store: SampleStore, packages: Packages
+    ) -> None:
+        first, second = (register(db, store, path) for path in packages.candidates[:2])
+        session = db.factory()
+        try:
+            for version in (first, second):
+                row = session.get(ModelVersion, version.id)
+                assert row is not None
+                row.status = "promoted"
+            with pytest.raises(IntegrityError):
+                session.flush()
+        finally:
+            session.rollback()
+            session.close()
 
     def test_policy_refuses_unless_forced(
         self, db: Database, settings: Settings, store: SampleStore, packages: Packages
