@@ -7,7 +7,8 @@
 organization's current contract opts out, ``erased`` while an erasure of its organization or
 project is under way (or its data key is destroyed), ``expired`` past its retention deadline,
 else ``opted_in``. Transcripts are decrypted in memory only (the labeler's reference when there
-is one, else the served transcript); they never reach a file or a log from here.
+is one, else the served transcript), and only for samples whose consent holds; they never
+reach a file or a log from here.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def load_catalog(
         else:
             consent = "opted_in"
         text = None
-        if transcripts and not erased:
+        # Only consented samples are decrypted: the others are quarantined on consent anyway.
+        if transcripts and consent == "opted_in":
             text = sample_transcript(session, store, sample)
         records.append(
             {

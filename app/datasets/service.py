@@ -142,7 +142,10 @@ def build_training_set(
 
     spec = check_request(request)
     manifest = load_catalog(session, store, request.where)
-    manifest["transcript"] = manifest["transcript"].map(training_text).astype("str")
+    # Missing transcripts (not decrypted: no consent) stay missing; validation quarantines them.
+    manifest["transcript"] = (
+        manifest["transcript"].map(training_text, na_action="ignore").astype("str")
+    )
     rules = ValidationRules(
         min_duration=request.min_duration,
         max_duration=request.max_duration,

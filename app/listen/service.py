@@ -170,7 +170,14 @@ def _keep(
     # the sample's rows, the ledger row stays (selected, not kept) for audit-sampling to show.
     try:
         with session.begin_nested():
-            keep_sample(session, store, entry=entry, audio=audio, transcript=orjson.dumps(body))
+            keep_sample(
+                session,
+                store,
+                entry=entry,
+                audio=audio,
+                transcript=orjson.dumps(body),
+                audio_sha256=body["metadata"]["sha256"],
+            )
     except Exception as exc:
         log.warning(
             "sample not kept",

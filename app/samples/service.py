@@ -136,8 +136,13 @@ def keep_sample(
     audio: bytes,
     transcript: bytes,
     attributes: dict[str, Any] | None = None,
+    audio_sha256: str | None = None,
 ) -> Sample:
-    """:func:`store_sample` for a ledger row that :func:`check_candidate` has just returned."""
+    """:func:`store_sample` for a ledger row that :func:`check_candidate` has just returned.
+
+    ``audio_sha256``: the audio's digest when the caller has it already (``/v1/listen``
+    computes it for its response), so large audio is not hashed twice.
+    """
     project_id, request_id = entry.project_id, entry.request_id
     if len(audio) > store.max_bytes:
         raise PayloadTooLarge(f"Audio over {store.max_bytes} bytes.")
@@ -166,7 +171,7 @@ def keep_sample(
         duration_seconds=decoded.source.duration,
         sample_rate=decoded.source.sample_rate,
         channels=decoded.source.channels,
-        audio_sha256=hashlib.sha256(audio).hexdigest(),
+        audio_sha256=audio_sha256 or hashlib.sha256(audio).hexdigest(),
         language=entry.language,
         model_name=entry.model_name,
     )

@@ -515,6 +515,9 @@ class TestSampling:
             len(speech),
             len(orjson.dumps(response.json())),
         )
+        # The fingerprint curation deduplicates by: the response's sha256, of the audio as sent.
+        assert sample.audio_sha256 == response.json()["metadata"]["sha256"]
+        assert sample.audio_sha256 == hashlib.sha256(speech).hexdigest()
         row = api.entry(request_id)
         assert (row.sample_selected, row.sample_kept, row.sampling_rate) == (True, True, 1.0)
         blobs = api.blob_files()
