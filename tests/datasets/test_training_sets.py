@@ -213,6 +213,23 @@ class TestTainting:
             assert clean is not None
             datasets.check_trainable(clean)
 
+    def test_a_build_during_an_open_erasure_leaves_that_organization_out(
+        self, catalog: Catalog
+    ) -> None:
+        service = catalog.service
+        other = make_tenant(service.db, name="Leaving Org", scopes=["admin"])
+        theirs = catalog.keep("leaving", index=60, accent="rp", tenant=other)
+        with service.db.session() as session:  # requested, not yet carried out
+            lifecycle.request_erasure(
+                session, organization_id=other.org_id, project_id=None, actor="test"
+            )
+        response = catalog.build(eval_fraction=0.0)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert theirs not in members(catalog, body["id"])
+        consent = next(e for e in body["validation"]["expectations"] if e["column"] == "consent")
+        assert consent["examples"] == [theirs]
+
     def test_retention_purge_taints_sets_holding_purged_samples(self, catalog: Catalog) -> None:
         body = catalog.build(eval_fraction=0.0).json()
         victim = catalog.ids["scottish"][0]
