@@ -15,7 +15,7 @@ from app.datasets.schemas import TrainingSetRead, TrainingSetSummary
 from app.kit.cli import CLI_ACTOR, cli_session, console, exit_on_error, print_json, print_table
 from app.kit.settings import get_settings
 from app.samples.runtime import open_sample_store
-from curation.balance import BalanceSpec, balance
+from curation.balance import balance
 
 curate_app = typer.Typer(
     help="Curation: build versioned, validated, balanced training sets from the sample store."
@@ -226,12 +226,7 @@ def _balance_file(
     from curation.manifests import read_manifest, write_manifest
     from curation.plots import plot_deficit, plot_distributions
 
-    document = dict(target or {})
-    if dimensions:
-        document["dimensions"] = [service.DIMENSION_ALIASES.get(d, d) for d in dimensions]
-    document["hours"] = hours
-    document.setdefault("seed", seed)
-    spec = BalanceSpec.from_json(document)
+    spec = service.balance_spec(dimensions, hours=hours, target=target, seed=seed)
     result = balance(read_manifest(manifest), spec)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(result.selected, out / "balanced.parquet")

@@ -98,12 +98,15 @@ def training_text(text: str | None) -> str | None:
     return " ".join(cleaned.split())
 
 
-def balance_spec(request: BuildRequest) -> BalanceSpec:
-    dimensions = tuple(DIMENSION_ALIASES.get(d, d) for d in request.dimensions)
-    document: dict[str, Any] = dict(request.target or {})
-    document["dimensions"] = list(dimensions) or document.get("dimensions", [])
-    document["hours"] = request.hours
-    document.setdefault("seed", request.seed)
+def balance_spec(
+    dimensions: Sequence[str], *, hours: float, target: dict[str, Any] | None, seed: int
+) -> BalanceSpec:
+    """The spec of ``--balance``/``--hours``/``--target``: the options win over the file."""
+    document: dict[str, Any] = dict(target or {})
+    aliased = [DIMENSION_ALIASES.get(d, d) for d in dimensions]
+    document["dimensions"] = aliased or document.get("dimensions", [])
+    document["hours"] = hours
+    document.setdefault("seed", seed)
     try:
         return BalanceSpec.from_json(document)
     except BalanceError as exc:
@@ -120,7 +123,9 @@ def check_request(request: BuildRequest) -> BalanceSpec:
         raise InvalidTrainingSet("eval_fraction must be at least 0 and below 0.5.")
     if not 0 < request.min_duration < request.max_duration:
         raise InvalidTrainingSet("min_duration must be positive and below max_duration.")
-    return balance_spec(request)
+    return balance_spec(
+        request.dimensions, hours=request.hours, target=request.target, seed=request.seed
+    )
 
 
 def eval_split(sample_ids: pd.Series, fraction: float, *, salt: str) -> pd.Series:
