@@ -171,6 +171,8 @@ def _as_table(columns: dict[str, list[Any]], count: int) -> pa.Table:
         "model_version": pa.repeat("2026-07-01.1", count),
         "channels": pa.repeat(1, count),
         "sample_kept": pa.repeat(False, count),
+        "sample_selected": pa.repeat(False, count),
+        "sampling_rate": pa.repeat(0.0, count),
         "billing_period": pa.repeat(REPORT_PERIOD, count),
         "event_hash": pa.repeat("0" * 64, count),
     }

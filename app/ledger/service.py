@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,8 +26,14 @@ from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
 from app.ledger.schemas import LedgerEventIn
-from app.pricing.service import ContractTerms, PriceBook, price_request
-from app.samples.sampling import SamplingConfig, SamplingPolicy
+from app.pricing.service import (
+    MIP_DISCOUNT_BPS,
+    ContractTerms,
+    PriceBook,
+    compute_amounts,
+    rate_for,
+)
+from app.samples.sampling import SamplingConfig, SamplingPolicy, SamplingScorer
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
@@ -51,9 +58,54 @@ class BatchResult:
     adjustments: int
 
 
+# An event's digest identifies its content: an identical re-send has the same one. It is
+# SHA-256 over the JSON array of the validated (normalised) fields in this fixed order,
+# encoded by orjson. Rows recorded before this encoding hold the first one
+# (legacy_event_hashes); a recorded row matches a re-send when either digest is equal.
+HASHED_FIELDS = (
+    "request_id",
+    "project_id",
+    "api_key_id",
+    "created",
+    "endpoint",
+    "method",
+    "model",
+    "model_uuid",
+    "model_version",
+    "model_tier",
+    "language",
+    "features",
+    "tags",
+    "duration",
+    "channels",
+    "status",
+    "mip_opt_out",
+)
+_HASHED_VALUES = attrgetter(*HASHED_FIELDS)
+_EVENTS = TypeAdapter(list[LedgerEventIn])
+
+
+def event_hashes(events: list[LedgerEventIn]) -> list[str]:
+    """Each event's digest (see HASHED_FIELDS): 1.5 µs an event."""
+    sha256, dumps, values = hashlib.sha256, orjson.dumps, _HASHED_VALUES
+    return [sha256(dumps(values(event))).hexdigest() for event in events]
+
+
+def legacy_event_hashes(events: list[LedgerEventIn]) -> list[str]:
+    """The first digest: SHA-256 of the event's JSON object, keys sorted (3.6 µs an event).
+
+    Still computed for events whose request id is already recorded, so that a re-send of
+    an event recorded before the current digest counts as a duplicate, not a conflict.
+    """
+    sha256, dumps, sort_keys = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS
+    return [
+        sha256(dumps(fields, option=sort_keys)).hexdigest()
+        for fields in _EVENTS.dump_python(events, mode="json")
+    ]
+
+
 def event_hash(event: LedgerEventIn) -> str:
-    payload = orjson.dumps(event.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(payload).hexdigest()
+    return event_hashes([event])[0]
 
 
 def period_of(moment: dt.datetime) -> str:
@@ -84,8 +136,10 @@ def _resolve_projects(
     session: Session, events: list[LedgerEventIn]
 ) -> tuple[dict[uuid.UUID, Project], dict[uuid.UUID, Organization]]:
     """The batch's projects and their organizations: one query each, whatever the batch."""
-    projects = tenancy_repository.get_projects(session, [e.project_id for e in events])
-    missing = sorted({str(e.project_id) for e in events} - {str(p) for p in projects})
+    # Keyed by the UUIDs' integers: UUID.__hash__ is Python code, 10,000 calls a batch.
+    wanted = list({e.project_id.int: e.project_id for e in events}.values())
+    projects = tenancy_repository.get_projects(session, wanted)
+    missing = sorted(str(p) for p in wanted if p not in projects)
     if missing:
         raise InvalidLedgerEvent(f"Unknown project_id(s): {', '.join(missing[:20])}.")
     orgs = tenancy_repository.get_organizations(
@@ -95,7 +149,11 @@ def _resolve_projects(
 
 
 def _check_keys(session: Session, events: list[LedgerEventIn]) -> None:
-    pairs = {(e.api_key_id, e.project_id) for e in events if e.api_key_id is not None}
+    pairs = {
+        (e.api_key_id.int, e.project_id.int): (e.api_key_id, e.project_id)
+        for e in events
+        if e.api_key_id is not None
+    }.values()
     keys = tenancy_repository.get_keys(session, {key_id for key_id, _ in pairs})
     bad = sorted(
         str(key_id)
@@ -108,84 +166,118 @@ def _check_keys(session: Session, events: list[LedgerEventIn]) -> None:
         )
 
 
-def new_row_ids(count: int) -> list[uuid.UUID]:
-    """Random (version 4) ids from one ``urandom`` call instead of one per row."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+# A row's values in the table's column order (repository.LEDGER_COLUMNS), without its first
+# column, the row id, which the repository assigns as it writes.
+Row = tuple[Any, ...]
 
 
-def _build_row(
-    event: LedgerEventIn,
-    *,
-    row_id: uuid.UUID,
-    org: ContractTerms,
-    book: PriceBook,
-    sampling: SamplingPolicy,
-    closed: set[str],
-    digest: str,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    if org.contract_opt_out:
-        opt_out, source = True, "contract"
-    elif event.mip_opt_out is not None:
-        opt_out, source = event.mip_opt_out, "request"
-    else:
-        opt_out, source = False, "default"
-    price = price_request(
-        book,
-        org,
-        tier=event.model_tier,
-        at=event.created,
-        duration_seconds=event.duration,
-        mip_opt_out=opt_out,
-        http_status=event.status,
+class _RowBuilder:
+    """Prices one event and lays out its ledger row; everything per batch is read once.
+
+    The hot loop of a batch: one call per event, no per-row dict or intermediate object,
+    per-batch lookups keyed by the UUIDs' integers (``UUID.__hash__`` is Python code).
+    Rates are still looked up per event: the price book is effective-dated by instant.
+    """
+
+    __slots__ = (
+        "_billing",
+        "_book",
+        "_closed",
+        "_now",
+        "_rates",
+        "_sampling",
+        "_score",
+        "_terms",
     )
-    usage_period = period_of(event.created)
-    billing_period = billing_period_for(usage_period, closed)
-    decision = sampling.decide(
-        organization_id=org.id,
-        model_name=event.model,
-        request_id=event.request_id,
-        opted_out=opt_out,
-        http_status=event.status,
-    )
-    return {
-        "id": row_id,
-        "request_id": event.request_id,
-        "organization_id": org.id,
-        "project_id": event.project_id,
-        "api_key_id": event.api_key_id,
-        "created_at": event.created,
-        "endpoint": event.endpoint,
-        "method": event.method,
-        "model_name": event.model,
-        "model_uuid": event.model_uuid,
-        "model_version": event.model_version,
-        "model_tier": event.model_tier,
-        "language": event.language,
-        "features": event.features,
-        "tags": event.tags,
-        "duration_seconds": event.duration,
-        "channels": event.channels,
-        "http_status": event.status,
-        "mip_opt_out": opt_out,
-        "opt_out_source": source,
-        "sample_kept": False,
-        "sample_selected": decision.selected,
-        "sampling_rate": decision.rate,
-        "plan": price.plan,
-        "price_book_version": price.price_book_version,
-        "rate_micros_per_minute": price.rate_micros_per_minute,
-        "discount_bps": price.discount_bps,
-        "list_amount_micros": price.list_amount_micros,
-        "discount_micros": price.discount_micros,
-        "amount_micros": price.amount_micros,
-        "usage_period": usage_period,
-        "billing_period": billing_period,
-        "is_adjustment": billing_period != usage_period,
-        "event_hash": digest,
-        "recorded_at": now,
-    }
+
+    def __init__(
+        self,
+        *,
+        terms: dict[uuid.UUID, ContractTerms],
+        book: PriceBook,
+        sampling: SamplingPolicy,
+        closed: set[str],
+        now: dt.datetime,
+    ) -> None:
+        self._terms = {project_id.int: org for project_id, org in terms.items()}
+        self._book = book
+        self._sampling = sampling
+        self._closed = closed
+        self._billing: dict[str, str] = {}
+        self._rates: dict[tuple[int, str], float] = {}
+        self._score = SamplingScorer(sampling.config.secret)
+        self._now = now
+
+    def __call__(self, event: LedgerEventIn, digest: str) -> Row:
+        org = self._terms[event.project_id.int]
+        if org.contract_opt_out:
+            opt_out, source = True, "contract"
+        elif event.mip_opt_out is not None:
+            opt_out, source = event.mip_opt_out, "request"
+        else:
+            opt_out, source = False, "default"
+        status = event.status
+        created = event.created
+        version, rate = rate_for(self._book, org, tier=event.model_tier, at=created)
+        discount_bps = 0 if opt_out else MIP_DISCOUNT_BPS
+        if status >= 400:
+            list_amount = discount = net = 0
+        else:
+            list_amount, discount, net = compute_amounts(
+                rate_micros_per_minute=rate,
+                duration_seconds=event.duration,
+                discount_bps=discount_bps,
+            )
+        usage_period = f"{created.year:04d}-{created.month:02d}"
+        billing_period = self._billing.get(usage_period)
+        if billing_period is None:
+            billing_period = billing_period_for(usage_period, self._closed)
+            self._billing[usage_period] = billing_period
+        # The sampling decision (SamplingPolicy.decide, with the rate memoised per batch).
+        sampling_rate: float | None = None
+        selected = False
+        if not opt_out and status < 400:
+            key = (org.id.int, event.model)
+            sampling_rate = self._rates.get(key)
+            if sampling_rate is None:
+                sampling_rate = self._rates[key] = self._sampling.rate_for(org.id, event.model)
+            selected = self._score(event.request_id) < sampling_rate
+        return (
+            event.request_id,
+            org.id,
+            event.project_id,
+            event.api_key_id,
+            created,
+            event.endpoint,
+            event.method,
+            event.model,
+            event.model_uuid,
+            event.model_version,
+            event.model_tier,
+            event.language,
+            event.features,
+            event.tags,
+            event.duration,
+            event.channels,
+            status,
+            opt_out,
+            source,
+            False,  # sample_kept: set when the store keeps the audio
+            selected,
+            sampling_rate,
+            org.plan,
+            version,
+            rate,
+            discount_bps,
+            list_amount,
+            discount,
+            net,
+            usage_period,
+            billing_period,
+            billing_period != usage_period,
+            digest,
+            self._now,
+        )
 
 
 def _conflict_message(conflicts: list[tuple[uuid.UUID, str]]) -> str:
@@ -201,48 +293,77 @@ def _conflict_message(conflicts: list[tuple[uuid.UUID, str]]) -> str:
 class _Plan:
     """What a batch will write, decided before anything is written."""
 
-    new: list[tuple[LedgerEventIn, str]]  # (event, digest) not recorded yet, in batch order
+    # Events not recorded yet, in batch order, each with its digest when the plan needed it
+    # (None: computed as the row is built).
+    new: list[tuple[LedgerEventIn, str | None]]
     duplicates: int
-    build: Callable[[LedgerEventIn, str, uuid.UUID], dict[str, Any]]
+    build: _RowBuilder
+
+    def rows(self, *, chunk: int = 500) -> Iterator[Row]:
+        """The new rows, hashed a chunk at a time (batch dumps) as they are consumed."""
+        build = self.build
+        for start in range(0, len(self.new), chunk):
+            part = self.new[start : start + chunk]
+            missing = [event for event, digest in part if digest is None]
+            computed = iter(event_hashes(missing)) if missing else iter(())
+            for event, digest in part:
+                yield build(event, digest if digest is not None else next(computed))
 
 
 def _plan(session: Session, events: list[LedgerEventIn], sampling: SamplingConfig) -> _Plan:
-    """Validate the whole batch: references, duplicates, conflicts (409 before any write)."""
+    """Validate the whole batch: references, duplicates, conflicts (409 before any write).
+
+    Only events whose (project, request id) repeats in the batch or is already recorded
+    need their digest to tell an identical re-send from a conflict; the others are hashed
+    later, while the rows stream into the database.
+    """
     projects, orgs = _resolve_projects(session, events)
     _check_keys(session, events)
     _lock_periods_shared(session)
     book = PriceBook.load(session)
     policy = SamplingPolicy.load(session, sampling)
     closed = repository.closed_periods(session)
-    now = utcnow()
 
-    digests: dict[tuple[uuid.UUID, str], str] = {}
-    conflicts: list[tuple[uuid.UUID, str]] = []
-    unique: list[tuple[LedgerEventIn, str]] = []
+    first: dict[tuple[int, str], int] = {}  # key -> index of its first event in the batch
+    repeats: list[int] = []
+    for index, event in enumerate(events):
+        key = (event.project_id.int, event.request_id)
+        if first.setdefault(key, index) != index:
+            repeats.append(index)
+    unique = list(first.values())
+    recorded = repository.existing_hashes(
+        session, [(events[i].project_id, events[i].request_id) for i in unique]
+    )
+
+    # Digests of the events that need one now.
+    needed = {first[(events[i].project_id.int, events[i].request_id)] for i in repeats}
+    needed.update(repeats)
+    if recorded:
+        needed.update(i for i in unique if (events[i].project_id, events[i].request_id) in recorded)
+    ordered = sorted(needed)
+    digests = dict(zip(ordered, event_hashes([events[i] for i in ordered]), strict=True))
+
     duplicates = 0
-    for event in events:
-        key = (event.project_id, event.request_id)
-        digest = event_hash(event)
-        seen = digests.get(key)
-        if seen is None:
-            digests[key] = digest
-            unique.append((event, digest))
-        elif seen == digest:
+    conflicts: list[tuple[uuid.UUID, str]] = []
+    for index in repeats:
+        event = events[index]
+        earlier = first[(event.project_id.int, event.request_id)]
+        if digests[index] == digests[earlier]:
             duplicates += 1
         else:
-            conflicts.append(key)
-
-    recorded = repository.existing_hashes(session, list(digests))
-    new: list[tuple[LedgerEventIn, str]] = []
-    for event, digest in unique:
-        key = (event.project_id, event.request_id)
-        previous = recorded.get(key)
-        if previous == digest:
+            conflicts.append((event.project_id, event.request_id))
+    new: list[tuple[LedgerEventIn, str | None]] = []
+    known = [i for i in ordered if (events[i].project_id, events[i].request_id) in recorded]
+    legacy = dict(zip(known, legacy_event_hashes([events[i] for i in known]), strict=True))
+    for index in unique:
+        event = events[index]
+        previous = recorded.get((event.project_id, event.request_id)) if recorded else None
+        if previous is None:
+            new.append((event, digests.get(index)))
+        elif previous in (digests[index], legacy[index]):
             duplicates += 1
-        elif previous is not None:
-            conflicts.append(key)
         else:
-            new.append((event, digest))
+            conflicts.append((event.project_id, event.request_id))
     if conflicts:
         raise ConflictingDuplicate(
             _conflict_message(conflicts),
@@ -253,19 +374,7 @@ def _plan(session: Session, events: list[LedgerEventIn], sampling: SamplingConfi
         project_id: ContractTerms.of(orgs[project.organization_id])
         for project_id, project in projects.items()
     }
-
-    def build(event: LedgerEventIn, digest: str, row_id: uuid.UUID) -> dict[str, Any]:
-        return _build_row(
-            event,
-            row_id=row_id,
-            org=terms[event.project_id],
-            book=book,
-            sampling=policy,
-            closed=closed,
-            digest=digest,
-            now=now,
-        )
-
+    build = _RowBuilder(terms=terms, book=book, sampling=policy, closed=closed, now=utcnow())
     return _Plan(new, duplicates, build)
 
 
@@ -279,12 +388,12 @@ def ingest_batch(
     """
     plan = _plan(session, events, sampling)
     adjustments = 0
+    adjustment_at = repository.LEDGER_COLUMNS.index("is_adjustment") - 1  # no id in a Row
 
-    def rows() -> Iterator[dict[str, Any]]:
+    def rows() -> Iterator[Row]:
         nonlocal adjustments
-        for (event, digest), row_id in zip(plan.new, new_row_ids(len(plan.new)), strict=True):
-            row = plan.build(event, digest, row_id)
-            adjustments += row["is_adjustment"]
+        for row in plan.rows():
+            adjustments += row[adjustment_at]
             yield row
 
     try:
@@ -318,8 +427,8 @@ def record_request(
         )
         assert entry is not None  # a plan writes nothing only for a recorded duplicate
         return entry
-    event_in, digest = plan.new[0]
-    entry = LedgerEntry(**plan.build(event_in, digest, uuid.uuid4()))
+    values = (uuid.uuid4(), *next(plan.rows()))
+    entry = LedgerEntry(**dict(zip(repository.LEDGER_COLUMNS, values, strict=True)))
     session.add(entry)
     try:
         session.flush()

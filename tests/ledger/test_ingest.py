@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from app.ledger.service import close_period
+from app.ledger.repository import existing_hashes
+from app.ledger.schemas import LedgerEventIn
+from app.ledger.service import (
+    HASHED_FIELDS,
+    close_period,
+    event_hashes,
+    ingest_batch,
+    legacy_event_hashes,
+)
+from app.samples.sampling import SamplingConfig
+from app.tables import LedgerEntry
 from tests.conftest import Database, Tenant, make_staff_key, make_tenant
 from tests.kit.test_http import assert_error
 from tests.ledger.helpers import event, ledger_count, ledger_rows
@@ -109,6 +121,104 @@ class TestIngest:
         other = make_tenant(db, name="Other")
         post(client, admin_headers, event(tenant.project_id, "x"), event(other.project_id, "x"))
         assert ledger_count(db) == 2
+
+
+class TestEventDigest:
+    def test_digest_covers_every_field_of_an_event(self) -> None:
+        assert sorted(HASHED_FIELDS) == sorted(LedgerEventIn.model_fields)
+        assert len(set(HASHED_FIELDS)) == len(HASHED_FIELDS)
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"request_id": "r2"},
+            {"created": "2026-03-10T12:00:00.000001+00:00"},
+            {"endpoint": "/v1/other"},
+            {"method": "async"},
+            {"model": "nova"},
+            {"model_tier": "premium"},
+            {"language": "en"},
+            {"features": ["diarize"]},
+            {"tags": ["t"]},
+            {"duration": 60.001},
+            {"channels": 2},
+            {"status": 400},
+            {"mip_opt_out": "false"},
+        ],
+    )
+    def test_any_changed_field_changes_the_digest(
+        self, tenant: Tenant, change: dict[str, object]
+    ) -> None:
+        base = LedgerEventIn.model_validate(event(tenant.project_id, "r1"))
+        changed = LedgerEventIn.model_validate({**event(tenant.project_id, "r1"), **change})
+        assert event_hashes([base]) != event_hashes([changed])
+
+    def test_rows_recorded_with_the_legacy_digest_still_deduplicate(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        batch = [event(tenant.project_id, f"r{i}", tags=["b", "a"]) for i in range(3)]
+        assert post(client, admin_headers, *batch).status_code == 200
+        # As an earlier version recorded them: the digest of the sorted-keys JSON object.
+        validated = [LedgerEventIn.model_validate(e) for e in batch]
+        with db.session() as session:
+            for item, digest in zip(validated, legacy_event_hashes(validated), strict=True):
+                session.execute(
+                    update(LedgerEntry)
+                    .where(LedgerEntry.request_id == item.request_id)
+                    .values(event_hash=digest)
+                )
+        response = post(client, admin_headers, *batch)
+        assert response.json() == {"received": 3, "recorded": 0, "duplicates": 3, "adjustments": 0}
+        changed = post(client, admin_headers, {**batch[1], "duration": 61.0})
+        assert_error(changed, 409, "CONFLICT")
+        assert ledger_count(db) == 3
+
+    def test_lookup_of_recorded_digests(self, db: Database, tenant: Tenant) -> None:
+        with db.session() as session:
+            ingest_batch(
+                session,
+                [LedgerEventIn.model_validate(event(tenant.project_id, "r1"))],
+                sampling=SamplingConfig(secret=b"s", default_rate=0.0),
+            )
+        with db.session() as session:
+            found = existing_hashes(
+                session,
+                [(tenant.project_id, "r1"), (tenant.project_id, "r2"), (uuid.uuid4(), "r1")],
+            )
+            assert list(found) == [(tenant.project_id, "r1")]
+            # Keys the text form cannot carry (a newline) take the array form.
+            assert existing_hashes(session, [(tenant.project_id, "a\nb")]) == {}
+            assert existing_hashes(session, []) == {}
+
+    def test_large_batch_with_repeats_and_recorded_events(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        # Digests of new events are computed in chunks while the rows stream to the database;
+        # more events than one chunk, some recorded already, some repeated in the batch.
+        recorded = [event(tenant.project_id, f"r{i:04d}") for i in range(0, 1300, 7)]
+        assert post(client, admin_headers, *recorded).status_code == 200
+        batch = [event(tenant.project_id, f"r{i:04d}", duration=1 + i / 1000) for i in range(1300)]
+        for i in range(0, 1300, 7):
+            batch[i] = recorded[i // 7]
+        batch += batch[500:520]
+        response = post(client, admin_headers, *batch)
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "received": 1320,
+            "recorded": 1300 - len(recorded),
+            "duplicates": len(recorded) + 20,
+            "adjustments": 0,
+        }
+        rows = ledger_rows(db)
+        assert len(rows) == 1300
+        ids = [row.id for row in rows.values()]
+        assert len(set(ids)) == 1300
+        assert {row_id.version for row_id in ids} == {4}
+        assert {row_id.variant for row_id in ids} == {uuid.RFC_4122}
+        validated = [LedgerEventIn.model_validate(e) for e in batch[:1300]]
+        for item, digest in zip(validated, event_hashes(validated), strict=True):
+            assert rows[item.request_id].event_hash == digest
+            assert rows[item.request_id].duration_seconds == item.duration
 
 
 class TestOptOutParameter:

@@ -148,6 +148,51 @@ class TestRoundingProperties:
         )
         assert abs(2 * net - list_amount) <= 1
 
+    @given(
+        rate=st.integers(min_value=0, max_value=10_000_000),
+        micros=st.one_of(
+            st.integers(min_value=0, max_value=86_400_000_000),
+            st.integers(min_value=0, max_value=100_000).map(lambda n: n * 1_000),
+        ),
+        discount_bps=st.one_of(st.sampled_from([0, MIP_DISCOUNT_BPS]), st.integers(0, 10_000)),
+    )
+    def test_integer_path_for_measured_durations_matches_the_decimal_rule(
+        self, rate: int, micros: int, discount_bps: int
+    ) -> None:
+        # Gateways report durations in milli- or micro-seconds: those take the integer path,
+        # which must agree exactly with the rule (the exact value of the written decimal).
+        seconds = micros / 1_000_000
+        exact = Fraction(rate) * Fraction(str(seconds)) / 60
+        assert Fraction(str(seconds)) == Fraction(micros, 1_000_000)
+        list_amount, discount, net = compute_amounts(
+            rate_micros_per_minute=rate, duration_seconds=seconds, discount_bps=discount_bps
+        )
+        assert list_amount == half_up(exact)
+        assert net == half_up(exact * (10_000 - discount_bps) / 10_000)
+        assert discount == list_amount - net
+
+    @pytest.mark.parametrize(
+        ("seconds", "expected"),
+        [
+            (0.0000005, (0, 0, 0)),  # seven decimals: the Decimal path
+            (1e-7, (0, 0, 0)),
+            (123.4567891, (8848, 4424, 4424)),
+            (5_000_000.5, (358_333_369, 179_166_684, 179_166_685)),  # past the integer range
+            (-0.0, (0, 0, 0)),
+        ],
+    )
+    def test_durations_outside_the_integer_path(
+        self, seconds: float, expected: tuple[int, int, int]
+    ) -> None:
+        exact = Fraction(4300) * Fraction(str(seconds)) / 60
+        assert expected[0] == half_up(exact)
+        assert (
+            compute_amounts(
+                rate_micros_per_minute=4300, duration_seconds=seconds, discount_bps=5_000
+            )
+            == expected
+        )
+
 
 class TestEffectiveDates:
     def test_later_row_applies_only_from_its_date(self) -> None:

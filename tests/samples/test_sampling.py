@@ -22,6 +22,7 @@ from app.samples.sampling import (
     SamplingConfig,
     SamplingDecision,
     SamplingPolicy,
+    SamplingScorer,
     sampling_score,
 )
 from app.tables import LedgerEntry, Sample
@@ -47,6 +48,15 @@ class TestDecision:
         # Uniform: each tenth of [0, 1) holds about 2,000 (4 sigma ≈ 170).
         counts = [sum(1 for s in scores if i / 10 <= s < (i + 1) / 10) for i in range(10)]
         assert all(abs(c - 2000) < 170 for c in counts), counts
+
+    @given(
+        secret=st.one_of(st.binary(max_size=200), st.sampled_from([SECRET, b"k" * 64, b"k" * 65])),
+        request_id=st.text(max_size=200),
+    )
+    def test_batch_scorer_is_the_same_hmac(self, secret: bytes, request_id: str) -> None:
+        # The ledger's hot loop scores with SamplingScorer; audits recompute with
+        # sampling_score (hmac.new): both must give the same score for every secret length.
+        assert SamplingScorer(secret)(request_id) == sampling_score(secret, request_id)
 
     def test_most_specific_rate_wins(self) -> None:
         org, other = uuid.uuid4(), uuid.uuid4()
