@@ -64,8 +64,8 @@ class SamplingScorer:
     def __init__(self, secret: bytes) -> None:
         key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
         key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
 
     def __call__(self, request_id: str) -> float:
         inner = self._inner.copy()
@@ -76,6 +76,10 @@ class SamplingScorer:
 
 
 _BLOCK = 64  # SHA-256's block size in bytes
+# Each byte XOR-ed with HMAC's pads, as translation tables (C speed: a scorer is also made for
+# every /v1/listen request).
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def scope_key(organization_id: uuid.UUID | None, model_name: str | None) -> str:
