@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +14,7 @@ from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
 from app.health.endpoints import router as health_router
 from app.kit.db import create_db_engine, make_sessionmaker
+from app.kit.heap import settle_heap
 from app.kit.http import RequestContextMiddleware, install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
@@ -52,12 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         registry.start()  # loads every package before the first request, then polls
-        # What start-up loaded (modules, torch, the models) lives as long as the process: the
-        # cyclic collector need not walk it again on every full collection. Without this, a
-        # 10,000-event ingest batch spent 0.22 s instead of 0.08 s in validation, most of it
-        # collecting (bench/ledger.py; docs/benchmarks.md).
-        gc.collect()
-        gc.freeze()
+        settle_heap()  # everything is loaded by now: take it out of the collector's walks
         yield
         registry.stop()
         engine.dispose()

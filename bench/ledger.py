@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import hashlib
 import importlib.metadata
 import json
@@ -41,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.heap import settle_heap
 from app.ledger import repository as ledger_repository
 from app.ledger.repository import LEDGER_COLUMNS, existing_hashes
 from app.ledger.schemas import LedgerBatchIn, LedgerEventIn
@@ -533,11 +533,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             factory = make_sessionmaker(engine)
             targets, staff_secret = create_targets(factory)
-            # As the service does once started (app.main): what is loaded by now lives as long
-            # as the process, so the cyclic collector stops walking it; the in-process figures
-            # then measure ingest, not this process's heap.
-            gc.collect()
-            gc.freeze()
+            # As the service does once started (app.main): the in-process figures then measure
+            # ingest, not this process's heap. Every path, the COPY baseline too, runs under it.
+            settle_heap()
             console.log(f"ingest: {len(sizes)} batches, each over HTTP, in-process and COPY")
             result["ingest"] = bench_ingest(
                 db, Path(workdir), factory, targets, staff_secret, sizes, progress
