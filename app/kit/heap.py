@@ -19,7 +19,9 @@ def settle_heap() -> None:
     """Collect once, freeze what is alive (it lives as long as the process), tune thresholds.
 
     Reference counting still frees every object as before; only cyclic garbage waits for
-    the (now rarer) collections.
+    the (now rarer) collections. A frozen object that later becomes part of unreachable
+    cycles (a start-up model replaced by a promotion, if its graph has cycles) is never
+    collected: one model's memory, once per replacement, is the price.
     """
     gc.collect()
     gc.freeze()
