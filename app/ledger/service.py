@@ -26,14 +26,8 @@ from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
 from app.ledger.schemas import LedgerEventIn
-from app.pricing.service import (
-    MIP_DISCOUNT_BPS,
-    ContractTerms,
-    PriceBook,
-    compute_amounts,
-    rate_for,
-)
-from app.samples.sampling import SamplingConfig, SamplingPolicy, SamplingScorer
+from app.pricing.service import ContractTerms, PriceBook, price_request
+from app.samples.sampling import SamplingConfig, SamplingPolicy
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
@@ -174,21 +168,13 @@ Row = tuple[Any, ...]
 class _RowBuilder:
     """Prices one event and lays out its ledger row; everything per batch is read once.
 
-    The hot loop of a batch: one call per event, no per-row dict or intermediate object,
-    per-batch lookups keyed by the UUIDs' integers (``UUID.__hash__`` is Python code).
-    Rates are still looked up per event: the price book is effective-dated by instant.
+    The hot loop of a batch: one call per event, no per-row dict, per-batch lookups keyed by
+    the UUIDs' integers (``UUID.__hash__`` is Python code). Pricing and the sampling decision
+    are the shared rules (price_request, SamplingPolicy.decide); rates are looked up per
+    event, since the price book is effective-dated by instant.
     """
 
-    __slots__ = (
-        "_billing",
-        "_book",
-        "_closed",
-        "_now",
-        "_rates",
-        "_sampling",
-        "_score",
-        "_terms",
-    )
+    __slots__ = ("_billing", "_book", "_closed", "_now", "_sampling", "_terms")
 
     def __init__(
         self,
@@ -204,8 +190,6 @@ class _RowBuilder:
         self._sampling = sampling
         self._closed = closed
         self._billing: dict[str, str] = {}
-        self._rates: dict[tuple[int, str], float] = {}
-        self._score = SamplingScorer(sampling.config.secret)
         self._now = now
 
     def __call__(self, event: LedgerEventIn, digest: str) -> Row:
@@ -218,30 +202,27 @@ class _RowBuilder:
             opt_out, source = False, "default"
         status = event.status
         created = event.created
-        version, rate = rate_for(self._book, org, tier=event.model_tier, at=created)
-        discount_bps = 0 if opt_out else MIP_DISCOUNT_BPS
-        if status >= 400:
-            list_amount = discount = net = 0
-        else:
-            list_amount, discount, net = compute_amounts(
-                rate_micros_per_minute=rate,
-                duration_seconds=event.duration,
-                discount_bps=discount_bps,
-            )
+        price = price_request(
+            self._book,
+            org,
+            tier=event.model_tier,
+            at=created,
+            duration_seconds=event.duration,
+            mip_opt_out=opt_out,
+            http_status=status,
+        )
         usage_period = f"{created.year:04d}-{created.month:02d}"
         billing_period = self._billing.get(usage_period)
         if billing_period is None:
             billing_period = billing_period_for(usage_period, self._closed)
             self._billing[usage_period] = billing_period
-        # The sampling decision (SamplingPolicy.decide, with the rate memoised per batch).
-        sampling_rate: float | None = None
-        selected = False
-        if not opt_out and status < 400:
-            key = (org.id.int, event.model)
-            sampling_rate = self._rates.get(key)
-            if sampling_rate is None:
-                sampling_rate = self._rates[key] = self._sampling.rate_for(org.id, event.model)
-            selected = self._score(event.request_id) < sampling_rate
+        selected, sampling_rate = self._sampling.decide(
+            organization_id=org.id,
+            model_name=event.model,
+            request_id=event.request_id,
+            opted_out=opt_out,
+            http_status=status,
+        )
         return (
             event.request_id,
             org.id,
@@ -265,13 +246,7 @@ class _RowBuilder:
             False,  # sample_kept: set when the store keeps the audio
             selected,
             sampling_rate,
-            org.plan,
-            version,
-            rate,
-            discount_bps,
-            list_amount,
-            discount,
-            net,
+            *price,  # plan, version, rate, discount, list, discount and net amounts
             usage_period,
             billing_period,
             billing_period != usage_period,

@@ -18,6 +18,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -43,8 +44,7 @@ class DuplicatePrice(Conflict):
     """A price-book row already exists for this plan, tier and start date."""
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(NamedTuple):
     plan: str
     price_book_version: str
     rate_micros_per_minute: int

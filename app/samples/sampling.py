@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,11 +39,13 @@ class SamplingConfig:
         return f"SamplingConfig(secret=***, default_rate={self.default_rate})"
 
 
-@dataclass(frozen=True, slots=True)
-class SamplingDecision:
+class SamplingDecision(NamedTuple):
     selected: bool
     # None when the request was no candidate (opted out or failed): no rate applied.
     rate: float | None
+
+
+_NO_CANDIDATE = SamplingDecision(selected=False, rate=None)
 
 
 def sampling_score(secret: bytes, request_id: str) -> float:
@@ -88,10 +91,21 @@ def scope_key(organization_id: uuid.UUID | None, model_name: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SamplingPolicy:
-    """The rates in force for one batch, loaded once."""
+    """The rates in force for one batch, loaded once.
+
+    A ledger batch asks for thousands of decisions: the HMAC is keyed once per policy and the
+    rate of each (organization, model) is looked up once.
+    """
 
     config: SamplingConfig
     rates: dict[tuple[uuid.UUID | None, str | None], float]
+    _score: SamplingScorer = field(init=False, repr=False, compare=False)
+    _rates_seen: dict[tuple[int, str], float] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_score", SamplingScorer(self.config.secret))
 
     @classmethod
     def load(cls, session: Session, config: SamplingConfig) -> SamplingPolicy:
@@ -121,9 +135,12 @@ class SamplingPolicy:
         http_status: int,
     ) -> SamplingDecision:
         if opted_out or http_status >= 400:
-            return SamplingDecision(selected=False, rate=None)
-        rate = self.rate_for(organization_id, model_name)
-        return SamplingDecision(sampling_score(self.config.secret, request_id) < rate, rate)
+            return _NO_CANDIDATE
+        key = (organization_id.int, model_name)  # UUID.__hash__ is Python code
+        rate = self._rates_seen.get(key)
+        if rate is None:
+            rate = self._rates_seen[key] = self.rate_for(organization_id, model_name)
+        return SamplingDecision(self._score(request_id) < rate, rate)
 
 
 def load_sampling_config(settings: Settings) -> SamplingConfig:
