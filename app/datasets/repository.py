@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.kit.db import utcnow
+from app.kit.db import paged, utcnow
 from app.tables.datasets import TrainingSet, TrainingSetSample
 from app.tables.ledger import LedgerEntry
 from app.tables.samples import DataKey, ErasureRequest, Sample
@@ -36,13 +36,8 @@ def list_training_sets(
     stmt = select(TrainingSet)
     if name is not None:
         stmt = stmt.where(TrainingSet.name == name)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(
-        stmt.order_by(TrainingSet.created_at.desc(), TrainingSet.version.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return rows, total
+    order = (TrainingSet.created_at.desc(), TrainingSet.version.desc())
+    return paged(session, stmt, *order, limit=limit, offset=offset)
 
 
 def next_version(session: Session, *, name: str) -> int:

@@ -7,12 +7,12 @@ request dependency in :mod:`app.kit.deps` commit, so a multi-step write is atomi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event, func, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +52,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+_Row = TypeVar("_Row")
+
+
+def paged(
+    session: Session, stmt: Select[_Row], *order_by: Any, limit: int, offset: int
+) -> tuple[Sequence[_Row], int]:
+    """One page of ``stmt`` in ``order_by`` order, and how many rows match in all."""
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(*order_by).limit(limit).offset(offset)).all()
+    return rows, total
 
 
 def utcnow() -> dt.datetime:

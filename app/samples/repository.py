@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.kit.db import paged
 from app.tables.samples import ErasureRequest, Sample, SamplingRate
 
 
@@ -37,11 +38,8 @@ def list_samples(
         stmt = stmt.where(Sample.organization_id == organization_id)
     if project_id is not None:
         stmt = stmt.where(Sample.project_id == project_id)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(
-        stmt.order_by(Sample.created_at.desc(), Sample.id).limit(limit).offset(offset)
-    ).all()
-    return rows, total
+    order = (Sample.created_at.desc(), Sample.id)
+    return paged(session, stmt, *order, limit=limit, offset=offset)
 
 
 def expired_samples(session: Session, *, now: dt.datetime, limit: int) -> Sequence[Sample]:

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, func, insert, or_, select, update
+from sqlalchemy import CursorResult, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.kit.db import paged
 from app.tables.training import ModelVersion, TrainingJob, TrainingJobLog
 
 
@@ -38,11 +39,8 @@ def list_jobs(
     stmt = select(TrainingJob)
     if status is not None:
         stmt = stmt.where(TrainingJob.status == status)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(
-        stmt.order_by(TrainingJob.created_at.desc(), TrainingJob.id).limit(limit).offset(offset)
-    ).all()
-    return rows, total
+    order = (TrainingJob.created_at.desc(), TrainingJob.id)
+    return paged(session, stmt, *order, limit=limit, offset=offset)
 
 
 def oldest_queued_id(session: Session, *, skip_locked: bool) -> uuid.UUID | None:
@@ -215,11 +213,8 @@ def list_versions(
         stmt = stmt.where(ModelVersion.name == name)
     if status is not None:
         stmt = stmt.where(ModelVersion.status == status)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(
-        stmt.order_by(ModelVersion.created_at.desc(), ModelVersion.id).limit(limit).offset(offset)
-    ).all()
-    return rows, total
+    order = (ModelVersion.created_at.desc(), ModelVersion.id)
+    return paged(session, stmt, *order, limit=limit, offset=offset)
 
 
 def version_strings(session: Session, *, name: str) -> Sequence[str]:
