@@ -60,8 +60,25 @@ class Transcription:
         return self.hypothesis.confidence
 
 
+# Long audio goes through the encoder in windows: memory stays bounded for any length (a
+# Conformer's self-attention is quadratic in its input), and every window looks like what the
+# model was trained on. Each window carries context on both sides whose outputs are dropped; it
+# covers the conv encoder's receptive field (about 3.8 s), so that model's posteriors are the
+# same as in one pass (tests/asr/test_inference.py).
+WINDOW_SECONDS = 20.0
+CONTEXT_SECONDS = 4.0
+WINDOW_BATCH = 4  # windows per forward pass
+
+
 class Transcriber:
-    def __init__(self, package: ModelPackage, *, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        device: str = "cpu",
+        window_seconds: float = WINDOW_SECONDS,
+        context_seconds: float = CONTEXT_SECONDS,
+    ) -> None:
         self.package = package
         self.device = torch.device(device)
         self.tokenizer = package.tokenizer
@@ -72,6 +89,11 @@ class Transcriber:
         self.lm = WordLM.from_dict(package.lm) if package.lm else None
         self.lexicon = frozenset(self.lm.vocabulary) if self.lm else frozenset()
         self.default_options = DecodeOptions(**package.decoding or {})
+        # In input frames, whole multiples of the subsampling so windows align with outputs.
+        step = package.model_config.subsampling
+        frames = 1.0 / package.feature_config.frame_seconds
+        self.window_frames = max(step, int(window_seconds * frames) // step * step)
+        self.context_frames = max(0, int(context_seconds * frames) // step * step)
 
     @property
     def frame_seconds(self) -> float:
@@ -82,10 +104,40 @@ class Transcriber:
         """(T', V) CTC log-probabilities of 16 kHz mono samples."""
         waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
         feats = self.featurizer(waveform.to(self.device))  # (T, F)
-        lengths = torch.tensor([feats.shape[0]], device=self.device)
-        log_probs, out_lengths = self.model(feats[None], lengths)  # (1, T', V)
-        out: torch.Tensor = log_probs[0, : int(out_lengths[0])].float().cpu()
-        return out
+        total = feats.shape[0]
+        if total <= self.window_frames + 2 * self.context_frames:
+            lengths = torch.tensor([total], device=self.device)
+            log_probs, out_lengths = self.model(feats[None], lengths)  # (1, T', V)
+            out: torch.Tensor = log_probs[0, : int(out_lengths[0])].float().cpu()
+            return out
+        return self._windowed_log_probs(feats)
+
+    def _windowed_log_probs(self, feats: torch.Tensor) -> torch.Tensor:
+        """Posteriors of ``feats`` (T, F) window by window, context outputs dropped."""
+        step = self.package.model_config.subsampling
+        total, window, context = feats.shape[0], self.window_frames, self.context_frames
+        spans = []  # (first input frame with context, its length, first kept output, kept)
+        for start in range(0, total, window):
+            lo, hi = max(0, start - context), min(total, start + window + context)
+            kept = -(-min(window, total - start) // step)  # ceil: the last window may be short
+            spans.append((lo, hi - lo, (start - lo) // step, kept))
+        # Windows of one length share a forward pass. A shorter one (the first, the last) goes
+        # alone: padding it would feed the front end's bias into its last frames.
+        batches: list[list[tuple[int, int, int, int]]] = []
+        for span in spans:
+            if batches and len(batches[-1]) < WINDOW_BATCH and batches[-1][0][1] == span[1]:
+                batches[-1].append(span)
+            else:
+                batches.append([span])
+        pieces = []
+        for batch in batches:
+            length = batch[0][1]
+            x = torch.stack([feats[lo : lo + length] for lo, _, _, _ in batch])
+            lengths = torch.full((len(batch),), length, device=self.device)
+            log_probs, _ = self.model(x, lengths)
+            for row, (_, _, first, kept) in enumerate(batch):
+                pieces.append(log_probs[row, first : first + kept].float().cpu())
+        return torch.cat(pieces)
 
     def options(self, *, keywords: Mapping[str, float] | None = None) -> DecodeOptions:
         """The package's tuned options, with ``keywords`` boosted (which needs the beam search)."""

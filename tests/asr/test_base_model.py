@@ -64,6 +64,22 @@ class TestBundledBaseModel:
         # A model that learned nothing scores CER ~1; the shipped one is far below on clean speech.
         assert jiwer.cer(references, hypotheses) < 0.45
 
+    def test_long_audio_goes_through_in_windows(
+        self, transcriber: Transcriber, held_out: list[tuple[str, Audio]]
+    ) -> None:
+        # ~70 s of speech, four encoder windows: it is transcribed about as well as the
+        # utterances one by one, and the words run to the end of the audio.
+        gap = np.zeros(8_000, dtype=np.float32)
+        audio = np.concatenate([part for _, clip in held_out * 2 for part in (clip, gap)])
+        window = transcriber.window_frames + 2 * transcriber.context_frames
+        assert len(audio) / 16_000 > 2 * window / 100
+        result = transcriber.transcribe(audio)
+        reference = " ".join(text for text, _ in held_out * 2)
+        assert jiwer.cer(reference, result.text) < 0.45
+        assert len(result.hypothesis.words) > 0.8 * len(reference.split())
+        assert result.hypothesis.words[-1].end <= result.duration + 0.05
+        assert result.hypothesis.words[-1].start > result.duration - 10.0
+
     def test_words_are_timed_inside_the_audio(
         self, transcriber: Transcriber, held_out: list[tuple[str, Audio]]
     ) -> None:

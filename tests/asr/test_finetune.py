@@ -141,7 +141,8 @@ class TestCandidatePackage:
         candidate = read_package(run.result.package)
         assert run.result.package.parent == run.recipe.out_dir
         manifest = candidate.manifest
-        assert (manifest.name, manifest.domain) == ("ctcconv-medical", "medical")
+        assert manifest.name == f"{base.manifest.architecture}-medical"
+        assert (manifest.architecture, manifest.domain) == (base.manifest.architecture, "medical")
         assert manifest.aliases == ["medical"]
         assert _version_key(manifest.version) > _version_key(base.manifest.version)
         assert candidate.model_config == base.model_config

@@ -8,6 +8,7 @@ import jiwer
 import pytest
 
 from app.kit.settings import BUNDLED_MODELS_DIR, Settings
+from asr.package import read_manifest
 from tests.conftest import Database, SdkFactory, make_tenant
 from tests.speech import synth_speech
 
@@ -45,4 +46,5 @@ class TestBaseModelOverTheSdk:
         assert jiwer.cer(SPOKEN, words) < 0.45
         assert response.metadata.model_info
         info = next(iter(response.metadata.model_info.values()))
-        assert info["name"] == "ctcconv-general"
+        shipped = read_manifest(sorted(BUNDLED_MODELS_DIR.glob("*.dg"))[0])
+        assert (info["name"], info["version"]) == (shipped.name, shipped.version)

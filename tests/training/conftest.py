@@ -35,6 +35,9 @@ from asr.package import PackageManifest, read_manifest, read_package, write_pack
 from tests.conftest import Database, make_staff_key, make_tenant
 
 CANDIDATE_VERSIONS = ("2030-01-01.1", "2030-01-01.2")
+SHIPPED = read_manifest(sorted(BUNDLED_MODELS_DIR.glob("*.dg"))[0])
+BASE_NAME = SHIPPED.name  # e.g. "ctcconformer-general"
+ARCHITECTURE = SHIPPED.architecture  # a fine-tune is named "{ARCHITECTURE}-{domain}"
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,6 @@ def register(
             package=path,
             job=None,
             training_set_id=None,
-            base_model="ctcconv-general",
+            base_model=BASE_NAME,
             metrics=metrics() if data is None else data,
         )

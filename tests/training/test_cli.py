@@ -13,7 +13,14 @@ from app.kit.settings import Settings
 from app.samples.runtime import open_sample_store
 from app.training import promotion, service
 from tests.conftest import Database
-from tests.training.conftest import FAILING, Packages, add_training_set, register
+from tests.training.conftest import (
+    ARCHITECTURE,
+    BASE_NAME,
+    FAILING,
+    Packages,
+    add_training_set,
+    register,
+)
 
 runner = CliRunner()
 
@@ -67,12 +74,12 @@ class TestTrain:
             "200",
             "--auto-promote",
             "--name",
-            "ctcconv-medical",
+            f"{ARCHITECTURE}-medical",
         )
         assert (job["status"], job["base_model"]) == ("queued", packages.base.uuid)
         assert job["hyperparameters"]["auto_promote"] is True
         assert job["hyperparameters"]["max_steps"] == 200
-        assert job["hyperparameters"]["name"] == "ctcconv-medical"
+        assert job["hyperparameters"]["name"] == f"{ARCHITECTURE}-medical"
         assert mip_json("train", "list", "--status", "queued")["total"] == 1
         assert mip_json("train", "list", "--status", "running")["total"] == 0
         assert mip_json("train", "show", job["id"])["id"] == job["id"]
@@ -117,8 +124,8 @@ class TestModels:
         weak = register(db, store, packages.candidates[1], FAILING)
         listed = mip_json("models", "list", "--status", "candidate")
         assert listed["total"] == 2
-        assert "ctcconv-general" in mip("models", "list").stdout
-        shown = mip_json("models", "show", "ctcconv-general:2030-01-01.2")
+        assert BASE_NAME in mip("models", "list").stdout
+        shown = mip_json("models", "show", f"{BASE_NAME}:2030-01-01.2")
         assert shown["policy"]["passed"] is False
 
         promoted = mip_json("models", "promote", str(strong.id))
@@ -134,7 +141,7 @@ class TestModels:
         assert (cli_env.effective_models_dir / strong.filename).is_file()  # restored
         rejected = mip("models", "reject", str(weak.id), "--reason", "worse")
         assert rejected.exit_code == 0, rejected.output
-        assert "Rejected ctcconv-general 2030-01-01.2" in rejected.stdout
+        assert f"Rejected {BASE_NAME} 2030-01-01.2" in rejected.stdout
         assert mip_json("models", "list", "--status", "rejected")["total"] == 1
         bad = mip("models", "list", "--status", "bogus")
         assert isinstance(bad.exception, promotion.InvalidCandidate)

@@ -15,6 +15,7 @@ from app.training import service
 from app.training.schemas import JobParams
 from tests.conftest import Database
 from tests.training.conftest import (
+    BASE_NAME,
     Api,
     Packages,
     add_training_set,
@@ -156,7 +157,7 @@ class TestListShowCancel:
 class TestHttp:
     def test_submit_show_logs_list_cancel(self, db: Database, api: Api, packages: Packages) -> None:
         add_training_set(db)
-        body = {"base_model": "ctcconv-general", "training_set": "medical-en"}
+        body = {"base_model": BASE_NAME, "training_set": "medical-en"}
         created = api.post(JOBS, {**body, "hyperparameters": {"minutes": 3, "seed": 7}})
         assert created.status_code == 201, created.text
         job = created.json()

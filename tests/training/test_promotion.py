@@ -28,6 +28,7 @@ from app.training.promotion import next_version
 from app.training.service import model_dirs
 from tests.conftest import Database
 from tests.training.conftest import (
+    BASE_NAME,
     FAILING,
     Api,
     Packages,
@@ -51,7 +52,7 @@ def registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(model_dirs(settings), poll_seconds=60)
 
 
-def served_uuid(registry: ModelRegistry, model: str = "ctcconv-general") -> str:
+def served_uuid(registry: ModelRegistry, model: str = BASE_NAME) -> str:
     registry.scan()  # what the poller does every few seconds
     return registry.resolve(model=model, language=None, version=None).manifest.uuid
 
@@ -161,7 +162,7 @@ class TestRegister:
             job.id,
         )
         assert version.blob_key == f"models/candidates/{path.name}"
-        assert (version.name, version.version) == ("ctcconv-general", "2030-01-01.1")
+        assert (version.name, version.version) == (BASE_NAME, "2030-01-01.1")
         assert b"".join(store.blobs.get(version.blob_key)) == path.read_bytes()
         assert installed(settings) == []  # a candidate is not served
         with db.session() as session:
@@ -186,9 +187,9 @@ class TestRegister:
     ) -> None:
         version = register(db, store, packages.candidates[0])
         with db.session() as session:
-            for ref in (str(version.id), str(version.uuid), "ctcconv-general:2030-01-01.1"):
+            for ref in (str(version.id), str(version.uuid), f"{BASE_NAME}:2030-01-01.1"):
                 assert promotion.get_version_or_raise(session, ref).id == version.id
-            for ref in (str(uuid.uuid4()), "ctcconv-general:2030-01-01.9", "ctcconv-general"):
+            for ref in (str(uuid.uuid4()), f"{BASE_NAME}:2030-01-01.9", BASE_NAME):
                 with pytest.raises(promotion.ModelVersionNotFound):
                     promotion.get_version_or_raise(session, ref)
 
@@ -225,7 +226,7 @@ class TestPromoteDemote:
         assert served_uuid(registry) == str(first.uuid)
         assert served_uuid(registry, "general") == str(first.uuid)  # the alias follows
 
-        promoted = self.promote(db, store, settings, "ctcconv-general:2030-01-01.2")
+        promoted = self.promote(db, store, settings, f"{BASE_NAME}:2030-01-01.2")
         assert promoted.replaced_id == first.id
         assert installed(settings) == [second.filename]
         assert served_uuid(registry) == str(second.uuid)
@@ -355,7 +356,7 @@ class TestHttp:
         strong = register(db, store, packages.candidates[1])
         listed = api.get(VERSIONS, headers=api.auditor, status="candidate").json()
         assert {v["id"] for v in listed["versions"]} == {str(weak.id), str(strong.id)}
-        shown = api.get(f"{VERSIONS}/ctcconv-general:2030-01-01.1", headers=api.auditor).json()
+        shown = api.get(f"{VERSIONS}/{BASE_NAME}:2030-01-01.1", headers=api.auditor).json()
         assert shown["policy"]["passed"] is False  # computed under today's thresholds
 
         refused = api.post(f"{VERSIONS}/{weak.id}/promote", {"force": False})
