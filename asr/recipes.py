@@ -32,7 +32,7 @@ from asr.evaluate import EvalReport, evaluate, snr_band
 from asr.features import FeatureConfig
 from asr.inference import DecodeOptions, Transcriber
 from asr.lm import WordLM
-from asr.model import ModelConfig
+from asr.model import ModelConfig, encoder_preset
 from asr.package import new_manifest, read_package, write_package
 from asr.synth import plan_corpus, synthesize
 from asr.tokenizer import CharTokenizer
@@ -47,7 +47,7 @@ class BaseRecipe:
     out_dir: Path  # where the .dg package is written
     corpus: str = "general"  # asr.corpus.load_sentences name or path
     domain: str = "general"
-    train_utterances: int = 30_000
+    train_utterances: int = 45_000
     valid_utterances: int = 300
     test_utterances: int = 1_000
     test_sentence_fraction: float = 0.05
@@ -55,7 +55,7 @@ class BaseRecipe:
     seed: int = 0
     workers: int = 2  # synthesis processes
     threads: int | None = None  # torch threads for training
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=lambda: encoder_preset("conformer"))
     version: str | None = None  # default: today's date + ".1"
     progress: bool = True
 

@@ -1,0 +1,98 @@
+"""The base model recipe (asr.recipes.train_base) end to end, at toy size.
+
+The real build takes an hour and a half (README); here a tiny Conformer trains for a few seconds
+on 120 utterances. What is checked is the recipe, not the accuracy: held-out data is really
+held out, the package carries its evaluation and tuned decoder, and a second run re-packages
+without training again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asr.data import read_manifest_rows
+from asr.model import ModelConfig
+from asr.package import read_package
+from asr.recipes import BaseRecipe, BaseResult, train_base
+
+TINY_CONFORMER = ModelConfig(
+    encoder="conformer", d_model=16, n_layers=1, n_heads=2, kernel_sizes=[5], subsampling_channels=4
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[BaseRecipe, BaseResult, list[str]]:
+    root = tmp_path_factory.mktemp("base")
+    recipe = BaseRecipe(
+        work_dir=root / "work",
+        out_dir=root / "out",
+        train_utterances=120,
+        valid_utterances=12,
+        test_utterances=12,
+        minutes=0.1,
+        model=TINY_CONFORMER,
+        version="2030-01-01.1",
+        workers=1,
+        threads=1,
+        progress=False,
+    )
+    lines: list[str] = []
+    return recipe, train_base(recipe, log=lines.append), lines
+
+
+def _rows(recipe: BaseRecipe, split: str) -> list[dict[str, object]]:
+    return read_manifest_rows(recipe.work_dir / split / "manifest.jsonl")
+
+
+class TestBaseRecipe:
+    def test_test_set_has_unseen_sentences_and_unseen_voices(
+        self, built: tuple[BaseRecipe, BaseResult, list[str]]
+    ) -> None:
+        recipe, _, _ = built
+        train, test = _rows(recipe, "train"), _rows(recipe, "test")
+        assert (len(train), len(test)) == (120, 12)
+        assert not {r["text"] for r in train} & {r["text"] for r in test}
+        assert not {r["variant"] for r in train} & {r["variant"] for r in test}
+
+    def test_package_carries_architecture_metrics_and_tuned_decoder(
+        self, built: tuple[BaseRecipe, BaseResult, list[str]]
+    ) -> None:
+        recipe, result, _ = built
+        package = read_package(result.package)
+        manifest = package.manifest
+        assert result.package.parent == recipe.out_dir
+        assert (manifest.name, manifest.architecture) == ("ctcconformer-general", "ctcconformer")
+        assert (manifest.version, manifest.aliases) == ("2030-01-01.1", ["general", "base"])
+        assert package.model_config == TINY_CONFORMER
+        assert manifest.metrics["test_utterances"] == 12
+        assert manifest.metrics["wer"] == round(result.report.wer, 4)
+        assert manifest.metrics["wer_greedy"] == round(result.greedy_report.wer, 4)
+        assert any(key.startswith("wer/accent=") for key in manifest.metrics)
+        assert manifest.training_set is not None
+        assert manifest.training_set["utterances"] == 120
+        assert manifest.training_set["steps"] == result.train.steps > 0
+        # The shipped decoder is the best one tried on the validation set.
+        tried = json.loads((recipe.work_dir / "decoding.json").read_text(encoding="utf-8"))
+        best = min(tried, key=lambda row: row["wer"])
+        assert package.decoding is not None
+        assert {k: package.decoding[k] for k in ("decoder", "snap")} == {
+            "decoder": best["decoder"],
+            "snap": best["snap"],
+        }
+        assert (recipe.work_dir / "report.md").read_text(encoding="utf-8").strip()
+        assert not list(recipe.work_dir.glob("draft/*.dg"))  # the draft is gone
+
+    def test_second_run_repackages_without_training(
+        self, built: tuple[BaseRecipe, BaseResult, list[str]]
+    ) -> None:
+        recipe, first, _ = built
+        lines: list[str] = []
+        again = train_base(recipe, log=lines.append)
+        assert not any(line.startswith("synthesising") for line in lines)  # corpora reused
+        assert again.train.steps == first.train.steps
+        assert again.report.wer == pytest.approx(first.report.wer)
+        assert (
+            read_package(again.package).manifest.uuid == read_package(first.package).manifest.uuid
+        )
