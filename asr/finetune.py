@@ -1,7 +1,8 @@
 """Fine-tune a packaged model on domain speech into a candidate package, scored against its base.
 
-    recipe = FinetuneRecipe(base_package=Path("models/ctcconv-general.en....dg"), domain="medical",
-                            train_manifest=train, eval_manifest=held_out, work_dir=w, out_dir=o)
+    recipe = FinetuneRecipe(base_package=Path("models/ctcconformer-general.en....dg"),
+                            domain="medical", train_manifest=train, eval_manifest=held_out,
+                            work_dir=w, out_dir=o)
     result = finetune(recipe)  # result.package, result.candidate.wer vs result.base.wer
 
 The candidate keeps the base's architecture, features, tokenizer and decoder settings; it

@@ -1,6 +1,6 @@
 """Run a packaged model on audio: features, the acoustic model, CTC decoding, word timings.
 
-    transcriber = Transcriber(read_package(Path("models/ctcconv-general.en....dg")))
+    transcriber = Transcriber(read_package(Path("models/ctcconformer-general.en....dg")))
     result = transcriber.transcribe(decode(wav_bytes).samples, keywords={"metformin": 5.0})
     result.text, result.words[0].start, result.confidence
 

@@ -12,7 +12,7 @@ from app.engine.registry import LoadedModel
 
 class SttModelRead(BaseModel):
     name: str = Field(description="the short name a request may use (the first alias)")
-    canonical_name: str = Field(description="the model's full name, e.g. ctcconv-general")
+    canonical_name: str = Field(description="the model's full name, e.g. ctcconformer-general")
     architecture: str
     languages: list[str]
     version: str = Field(description="YYYY-MM-DD.N")

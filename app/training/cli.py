@@ -1,7 +1,7 @@
 """``mip train`` (submit, list, show, logs, cancel) and ``mip models`` (candidates, promotion).
 
 mip train submit --base general --set medical-en:3 --minutes 30 --auto-promote
-mip models promote ctcconv-medical:2026-11-21.2
+mip models promote ctcconformer-medical:2026-11-21.3
 """
 
 from __future__ import annotations

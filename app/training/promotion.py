@@ -93,7 +93,7 @@ def list_versions(
 def next_version(session: Session, name: str, base_version: str | None) -> str:
     """``YYYY-MM-DD.N`` for today (UTC), N one above any version of ``name`` of that date.
 
-    >>> next_version(session, "ctcconv-general", "2026-11-21.1")   # on 2026-11-21
+    >>> next_version(session, "ctcconformer-general", "2026-11-21.1")   # on 2026-11-21
     '2026-11-21.2'
     """
     today = utcnow().date().isoformat()

@@ -69,7 +69,7 @@ class TrainingJobCreate(BaseModel):
         min_length=1,
         max_length=200,
         description="a served model's name, alias or uuid",
-        examples=["ctcconv-general"],
+        examples=["ctcconformer-general"],
     )
     training_set: str = Field(
         min_length=1,
