@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,39 @@ def _hypothesis(
             current = []
     confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
     return Hypothesis(" ".join(w.word for w in words), tuple(words), confidence)
+
+
+def pause_segments(
+    log_probs: torch.Tensor, *, blank_id: int, min_pause_frames: int
+) -> list[tuple[int, int]]:
+    """Frame ranges [start, end) that cover ``log_probs``, cut in the middle of every run of at
+    least ``min_pause_frames`` frames whose best symbol is the blank.
+
+    The model learnt from single sentences, so it never emits a space across a long pause (it
+    never heard one between words): decoding each stretch of speech on its own and joining them
+    with spaces (:func:`join_hypotheses`) keeps two sentences from running into one word.
+    """
+    if min_pause_frames < 1:
+        raise DecodeError(f"min_pause_frames must be at least 1, got {min_pause_frames}")
+    total = int(log_probs.shape[0])
+    blank = (log_probs.argmax(dim=-1) == blank_id).tolist() if total else []
+    cuts: list[int] = []
+    run_start, speech_seen = 0, False
+    for t, is_blank in enumerate([*blank, False]):
+        if is_blank:
+            continue
+        if t - run_start >= min_pause_frames and speech_seen and t < total:
+            cuts.append((run_start + t) // 2)
+        run_start, speech_seen = t + 1, True
+    bounds = [0, *cuts, total]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def join_hypotheses(parts: list[Hypothesis]) -> Hypothesis:
+    """One hypothesis from consecutive ones (timings already absolute): words in order."""
+    words = tuple(w for part in parts for w in part.words)
+    confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
+    return Hypothesis(" ".join(p.text for p in parts if p.text), words, confidence)
 
 
 def greedy(

@@ -18,7 +18,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from asr.decode import Hypothesis, beam_search, greedy, snap_to_lexicon
+from asr.decode import (
+    Hypothesis,
+    beam_search,
+    greedy,
+    join_hypotheses,
+    pause_segments,
+    snap_to_lexicon,
+)
 from asr.features import LogMel
 from asr.lm import WordLM
 from asr.model import CTCModel
@@ -68,6 +75,7 @@ class Transcription:
 WINDOW_SECONDS = 20.0
 CONTEXT_SECONDS = 4.0
 WINDOW_BATCH = 4  # windows per forward pass
+PAUSE_SECONDS = 0.4  # a pause at least this long ends a word (asr.decode.pause_segments)
 
 
 class Transcriber:
@@ -156,19 +164,14 @@ class Transcriber:
             empty = Hypothesis(text="", words=(), confidence=0.0)
             return Transcription(text="", hypothesis=empty, duration=duration)
         log_probs = self.log_probs(samples)
-        if options.decoder == "greedy":
-            hypothesis = greedy(log_probs, self.tokenizer, frame_seconds=self.frame_seconds)
-        else:
-            hypothesis = beam_search(
-                log_probs,
-                self.tokenizer,
-                frame_seconds=self.frame_seconds,
-                beam_width=options.beam_width,
-                boost=dict(options.keywords) or None,
-                lm=self.lm,
-                lm_weight=options.lm_weight,
-                word_bonus=options.word_bonus,
-            )
+        # Stretches of speech between pauses are decoded one by one (asr.decode.pause_segments).
+        segments = pause_segments(
+            log_probs,
+            blank_id=self.tokenizer.blank_id,
+            min_pause_frames=max(1, round(PAUSE_SECONDS / self.frame_seconds)),
+        )
+        parts = [self._decode(log_probs[a:b], options, a * self.frame_seconds) for a, b in segments]
+        hypothesis = join_hypotheses(parts)
         text = hypothesis.text
         if options.snap and self.lexicon:
             # The lexicon itself when nothing is boosted: snapping indexes it once, by identity.
@@ -177,6 +180,23 @@ class Transcriber:
             text = snap_to_lexicon(text, protected)
             hypothesis = _respell(hypothesis, text)
         return Transcription(text=text, hypothesis=hypothesis, duration=duration)
+
+    def _decode(self, log_probs: torch.Tensor, options: DecodeOptions, offset: float) -> Hypothesis:
+        if options.decoder == "greedy":
+            return greedy(
+                log_probs, self.tokenizer, frame_seconds=self.frame_seconds, time_offset=offset
+            )
+        return beam_search(
+            log_probs,
+            self.tokenizer,
+            frame_seconds=self.frame_seconds,
+            beam_width=options.beam_width,
+            boost=dict(options.keywords) or None,
+            lm=self.lm,
+            lm_weight=options.lm_weight,
+            word_bonus=options.word_bonus,
+            time_offset=offset,
+        )
 
 
 def _respell(hypothesis: Hypothesis, text: str) -> Hypothesis:

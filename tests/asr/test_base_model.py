@@ -6,6 +6,7 @@ package's manifest and in README.md, measured on the 1,000-utterance held-out se
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jiwer
@@ -15,11 +16,13 @@ import pytest
 
 from app.kit.settings import BUNDLED_MODELS_DIR
 from app.listen.params import KEYTERM_BOOST
+from asr.audio import decode
 from asr.corpus import load_sentences, medical_sentences, medical_terms, split_sentences
 from asr.evaluate import evaluate
 from asr.inference import Transcriber
 from asr.package import read_package
 from asr.synth import plan_corpus, render
+from tests.speech import synth_speech
 
 Audio = npt.NDArray[np.float32]
 
@@ -79,6 +82,21 @@ class TestBundledBaseModel:
         assert len(result.hypothesis.words) > 0.8 * len(reference.split())
         assert result.hypothesis.words[-1].end <= result.duration + 0.05
         assert result.hypothesis.words[-1].start > result.duration - 10.0
+
+    def test_sentences_after_a_pause_are_separate_words(self, transcriber: Transcriber) -> None:
+        # One speaker, one sentence ten times, half a second apart: the model never emits a
+        # space across a pause it never heard in training, so each stretch of speech is
+        # decoded on its own (measured: "meeting please" ran together as "meetingplease").
+        sentence = "please call me back after the meeting"
+        clip = decode(synth_speech(sentence)).samples
+        gap = np.zeros(8_000, dtype=np.float32)
+        audio = np.concatenate([part for _ in range(10) for part in (clip, gap)])
+        result = transcriber.transcribe(audio)
+        assert jiwer.wer(" ".join([sentence] * 10), result.text) < 0.25
+        assert all(len(word) <= len("meeting") + 2 for word in result.text.split())
+        starts = [w.start for w in result.hypothesis.words if w.word.startswith("pl")]
+        assert len(starts) >= 8  # "please" begins each sentence, about 3 s apart
+        assert all(b - a > 2.0 for a, b in itertools.pairwise(starts))
 
     def test_words_are_timed_inside_the_audio(
         self, transcriber: Transcriber, held_out: list[tuple[str, Audio]]

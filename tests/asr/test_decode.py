@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from asr.decode import DecodeError, Hypothesis, beam_search, greedy, snap_to_lexicon
+from asr.decode import (
+    DecodeError,
+    Hypothesis,
+    beam_search,
+    greedy,
+    join_hypotheses,
+    pause_segments,
+    snap_to_lexicon,
+)
 from asr.lm import UNK, LMError, WordLM
 from asr.tokenizer import CharTokenizer
 
@@ -390,3 +398,37 @@ class TestWordLMSerialisation:
             WordLM.from_sentences(["", "   "])
         with pytest.raises(LMError, match="reserved"):
             WordLM.from_sentences([f"a {UNK} b"])
+
+
+class TestPauseSegments:
+    def test_cuts_in_the_middle_of_long_blank_runs_only(self) -> None:
+        lp = path("__hi" + "_" * 10 + "yo_" + "_" * 3 + "ok" + "_" * 12)
+        assert pause_segments(lp, blank_id=0, min_pause_frames=10) == [(0, 9), (9, 34)]
+        # Every frame belongs to exactly one segment, in order.
+        assert pause_segments(lp, blank_id=0, min_pause_frames=3) == [(0, 9), (9, 18), (18, 34)]
+
+    def test_leading_and_trailing_silence_and_no_speech_are_not_cut(self) -> None:
+        assert pause_segments(path("_" * 20 + "a" + "_" * 20), blank_id=0, min_pause_frames=5) == [
+            (0, 41)
+        ]
+        assert pause_segments(path("_" * 30), blank_id=0, min_pause_frames=5) == [(0, 30)]
+        assert pause_segments(path(""), blank_id=0, min_pause_frames=5) == []
+        with pytest.raises(DecodeError, match="min_pause_frames"):
+            pause_segments(path("ab"), blank_id=0, min_pause_frames=0)
+
+    def test_joined_segments_keep_words_apart_with_absolute_times(self) -> None:
+        # "me" then a long pause then "please": without a space symbol between them, one pass
+        # reads one word; segment by segment they are two, timed where they were spoken.
+        lp = path("_mm_ee" + "_" * 15 + "pp_ll_ee_aa_ss_ee__")
+        assert greedy(lp, TOK, frame_seconds=FRAME).text == "meplease"
+        parts = [
+            greedy(lp[a:b], TOK, frame_seconds=FRAME, time_offset=a * FRAME)
+            for a, b in pause_segments(lp, blank_id=0, min_pause_frames=10)
+        ]
+        joined = join_hypotheses(parts)
+        assert joined.text == "me please"
+        assert [w.word for w in joined.words] == ["me", "please"]
+        assert joined.words[1].start == pytest.approx(21 * FRAME)
+        assert joined.words[0].end <= joined.words[1].start
+        assert joined.confidence == pytest.approx(sum(w.confidence for w in joined.words) / 2)
+        assert join_hypotheses([]) == Hypothesis("", (), 0.0)
