@@ -163,15 +163,7 @@ class Transcriber:
         if len(samples) < self.featurizer.cfg.n_fft:
             empty = Hypothesis(text="", words=(), confidence=0.0)
             return Transcription(text="", hypothesis=empty, duration=duration)
-        log_probs = self.log_probs(samples)
-        # Stretches of speech between pauses are decoded one by one (asr.decode.pause_segments).
-        segments = pause_segments(
-            log_probs,
-            blank_id=self.tokenizer.blank_id,
-            min_pause_frames=max(1, round(PAUSE_SECONDS / self.frame_seconds)),
-        )
-        parts = [self._decode(log_probs[a:b], options, a * self.frame_seconds) for a, b in segments]
-        hypothesis = join_hypotheses(parts)
+        hypothesis = self.decode(self.log_probs(samples), options)
         text = hypothesis.text
         if options.snap and self.lexicon:
             # The lexicon itself when nothing is boosted: snapping indexes it once, by identity.
@@ -180,6 +172,18 @@ class Transcriber:
             text = snap_to_lexicon(text, protected)
             hypothesis = _respell(hypothesis, text)
         return Transcription(text=text, hypothesis=hypothesis, duration=duration)
+
+    def decode(self, log_probs: torch.Tensor, options: DecodeOptions) -> Hypothesis:
+        """Words from posteriors (no snapping): the stretches of speech between pauses one by
+        one (asr.decode.pause_segments), greedy or by beam search as ``options`` say."""
+        segments = pause_segments(
+            log_probs,
+            blank_id=self.tokenizer.blank_id,
+            min_pause_frames=max(1, round(PAUSE_SECONDS / self.frame_seconds)),
+        )
+        return join_hypotheses(
+            [self._decode(log_probs[a:b], options, a * self.frame_seconds) for a, b in segments]
+        )
 
     def _decode(self, log_probs: torch.Tensor, options: DecodeOptions, offset: float) -> Hypothesis:
         if options.decoder == "greedy":

@@ -27,7 +27,7 @@ import torch
 
 from asr.corpus import load_sentences, split_sentences
 from asr.data import read_manifest_rows
-from asr.decode import beam_search, greedy, snap_to_lexicon
+from asr.decode import snap_to_lexicon
 from asr.evaluate import EvalReport, evaluate, snr_band
 from asr.features import FeatureConfig
 from asr.inference import DecodeOptions, Transcriber
@@ -149,7 +149,6 @@ def tune_decoding(
         transcriber.log_probs(sf.read(manifest.parent / str(row["audio"]), dtype="float32")[0])
         for row in rows
     ]
-    tokenizer, frames = transcriber.tokenizer, transcriber.frame_seconds
     results: list[tuple[float, DecodeOptions, dict[str, Any]]] = []
 
     def score(options: DecodeOptions, texts: list[str]) -> None:
@@ -160,24 +159,10 @@ def tune_decoding(
             row = {**chosen.to_dict(), "wer": round(report.wer, 4), "cer": round(report.cer, 4)}
             results.append((report.wer, chosen, row))
 
-    def search(options: DecodeOptions) -> list[str]:
-        return [
-            beam_search(
-                lp,
-                tokenizer,
-                frame_seconds=frames,
-                beam_width=options.beam_width,
-                lm=transcriber.lm,
-                lm_weight=options.lm_weight,
-                word_bonus=options.word_bonus,
-            ).text
-            for lp in log_probs
-        ]
+    def search(options: DecodeOptions) -> list[str]:  # the path transcribe() serves
+        return [transcriber.decode(lp, options).text for lp in log_probs]
 
-    score(
-        DecodeOptions(decoder="greedy", snap=False),
-        [greedy(lp, tokenizer, frame_seconds=frames).text for lp in log_probs],
-    )
+    score(DecodeOptions(decoder="greedy", snap=False), search(DecodeOptions(decoder="greedy")))
     if transcriber.lm is not None:
         for weight, bonus in itertools.product(LM_WEIGHTS, WORD_BONUSES):
             options = DecodeOptions(decoder="beam", lm_weight=weight, word_bonus=bonus, snap=False)
