@@ -33,7 +33,14 @@ from asr.features import FeatureConfig
 from asr.inference import DecodeOptions, Transcriber
 from asr.lm import WordLM
 from asr.model import ModelConfig, encoder_preset
-from asr.package import new_manifest, read_package, write_package
+from asr.package import (
+    ASR_KIND,
+    ModelPackage,
+    PackageError,
+    new_manifest,
+    read_package,
+    write_package,
+)
 from asr.synth import plan_corpus, synthesize
 from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, TrainResult, load_weights, train
@@ -58,6 +65,11 @@ class BaseRecipe:
     model: ModelConfig = field(default_factory=lambda: encoder_preset("conformer"))
     version: str | None = None  # default: today's date + ".1"
     progress: bool = True
+    # A second stage: start from a package's weights and train on a fresh corpus (its own seed),
+    # with valid and test sets unchanged (they follow ``seed``) so the stages compare.
+    init_from: Path | None = None  # a .dg package to continue training from
+    train_seed: int | None = None  # seed of the training corpus; None: ``seed``
+    lr: float | None = None  # peak learning rate; None: TrainConfig's default
 
 
 @dataclass
@@ -77,9 +89,10 @@ def synthesize_splits(
     train_text, test_text = split_sentences(
         sentences, test_fraction=recipe.test_sentence_fraction, salt=f"{recipe.domain}-base"
     )
+    train_offset = 0 if recipe.train_seed is None else recipe.train_seed - recipe.seed
     # split -> (sentences, utterances, seed offset, voice variants)
     splits: dict[str, tuple[list[str], int, int, Literal["train", "test"]]] = {
-        "train": (train_text, recipe.train_utterances, 0, "train"),
+        "train": (train_text, recipe.train_utterances, train_offset, "train"),
         "valid": (test_text, recipe.valid_utterances, 1, "test"),
         "test": (test_text, recipe.test_utterances, 2, "test"),
     }
@@ -131,7 +144,7 @@ def evaluate_manifest(
 # Decoder settings tried on the validation set; the best WER is shipped in the package. The
 # grid runs at beam width 8; wider beams are then tried at the best LM setting of the grid.
 LM_WEIGHTS = (0.1, 0.2, 0.4, 0.7)
-WORD_BONUSES = (0.0, 1.0, 2.0)
+WORD_BONUSES = (0.0, 1.0, 2.0, 3.0)
 WIDER_BEAMS = (16, 32)
 
 
@@ -175,6 +188,28 @@ def tune_decoding(
     return best[1], [row for _, _, row in results]
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot run, e.g. a package to continue from that does not fit it."""
+
+
+def _read_parent(recipe: BaseRecipe) -> ModelPackage | None:
+    """The package a continuation stage starts from; its encoder must be the recipe's."""
+    if recipe.init_from is None:
+        return None
+    try:
+        parent = read_package(recipe.init_from)
+    except PackageError as exc:
+        raise RecipeError(f"cannot continue from {recipe.init_from}: {exc}") from None
+    if parent.manifest.kind != ASR_KIND:
+        raise RecipeError(f"{recipe.init_from} is a {parent.manifest.kind} model, not ASR")
+    if parent.model_config != recipe.model:
+        raise RecipeError(
+            f"{recipe.init_from} holds a {parent.model_config.encoder} model whose configuration "
+            f"differs from the recipe's {recipe.model.encoder} preset"
+        )
+    return parent
+
+
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -216,22 +251,27 @@ def build_package(
 
 
 def train_base(recipe: BaseRecipe, *, log: Callable[[str], None] = print) -> BaseResult:
+    parent = _read_parent(recipe)  # before any work: a package that does not fit stops here
     recipe.work_dir.mkdir(parents=True, exist_ok=True)
     train_manifest, valid_manifest, test_manifest, train_text = synthesize_splits(recipe, log=log)
 
     log(f"training for {recipe.minutes} min")
+    config = TrainConfig(
+        train_manifests=[train_manifest],
+        valid_manifest=valid_manifest,
+        out_dir=recipe.work_dir / "run",
+        model=recipe.model,
+        max_minutes=recipe.minutes,
+        seed=recipe.seed,
+        threads=recipe.threads,
+        progress=recipe.progress,
+    )
+    if recipe.lr is not None:
+        config.lr = recipe.lr
     result = train(
-        TrainConfig(
-            train_manifests=[train_manifest],
-            valid_manifest=valid_manifest,
-            out_dir=recipe.work_dir / "run",
-            model=recipe.model,
-            max_minutes=recipe.minutes,
-            seed=recipe.seed,
-            threads=recipe.threads,
-            progress=recipe.progress,
-        ),
+        config,
         on_eval=lambda m: log(json.dumps(m)),
+        init_weights=None if parent is None else parent.state_dict,
     )
     weights = load_weights(result.checkpoint)
     lm = WordLM.from_sentences(train_text)
@@ -246,6 +286,15 @@ def train_base(recipe: BaseRecipe, *, log: Callable[[str], None] = print) -> Bas
         "minutes": recipe.minutes,
         "steps": result.steps,
     }
+    if recipe.train_seed is not None:
+        training_set["train_seed"] = recipe.train_seed
+    if parent is not None:  # lineage: what this stage continued from
+        training_set["init_from"] = {
+            "name": parent.manifest.name,
+            "version": parent.manifest.version,
+            "uuid": parent.manifest.uuid,
+            "training_set": parent.manifest.training_set,
+        }
     # Package once without metrics so the evaluation runs the exact shipped artefact.
     draft_dir = recipe.work_dir / "draft"
     draft = build_package(

@@ -94,6 +94,21 @@ def train_base_command(
     seed: Annotated[int, typer.Option()] = 0,
     version: Annotated[str | None, typer.Option(help="Package version (default: today.1).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Synthesis processes.")] = 2,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="A second stage: start from this .dg package's weights (same --encoder) and "
+            "train on a fresh corpus drawn with --train-seed; valid and test sets stay those of "
+            "--seed, so the stages compare. Use a new --work-dir."
+        ),
+    ] = None,
+    train_seed: Annotated[
+        int | None, typer.Option(help="Seed of the training corpus (default: --seed).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(min=1e-9, help="Peak learning rate (default 5e-3; 2e-3 for a second stage)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train the general base model from the synthetic corpus and package it as a .dg file.
@@ -102,7 +117,7 @@ def train_base_command(
     --minutes, evaluates on the held-out test set and writes the package with its metrics.
     """
     from asr.model import ModelConfigError, encoder_preset
-    from asr.recipes import BaseRecipe, train_base
+    from asr.recipes import BaseRecipe, RecipeError, train_base
 
     try:
         model = encoder_preset(encoder)
@@ -119,8 +134,15 @@ def train_base_command(
         seed=seed,
         version=version,
         workers=workers,
+        init_from=init_from,
+        train_seed=train_seed,
+        lr=lr,
     )
-    result = train_base(recipe, log=lambda line: err_console.print(line))
+    try:
+        result = train_base(recipe, log=lambda line: err_console.print(line))
+    except RecipeError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     summary = {
         "package": str(result.package),
         "wer": round(result.report.wer, 4),

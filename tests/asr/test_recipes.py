@@ -8,9 +8,12 @@ without training again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from asr.data import read_manifest_rows
 from asr.model import ModelConfig
@@ -21,6 +24,7 @@ from asr.recipes import (
     WORD_BONUSES,
     BaseRecipe,
     BaseResult,
+    RecipeError,
     train_base,
 )
 
@@ -101,3 +105,72 @@ class TestBaseRecipe:
         assert (
             read_package(again.package).manifest.uuid == read_package(first.package).manifest.uuid
         )
+
+
+class TestContinuationStage:
+    """A second stage starts from a package and trains on a fresh corpus; valid/test stay put."""
+
+    def test_continues_from_the_package_on_a_fresh_corpus(
+        self,
+        built: tuple[BaseRecipe, BaseResult, list[str]],
+        tmp_path: Path,
+    ) -> None:
+        first_recipe, first, _ = built
+        parent = read_package(first.package)
+        recipe = dataclasses.replace(
+            first_recipe,
+            work_dir=tmp_path / "stage2",
+            out_dir=tmp_path / "out2",
+            init_from=first.package,
+            train_seed=7,
+            lr=1e-12,  # the weights cannot move: what comes out is what went in
+            version="2030-01-01.2",
+        )
+        result = train_base(recipe, log=lambda _: None)
+        # Fresh training speech, the same held-out sets.
+        old_train, new_train = _rows(first_recipe, "train"), _rows(recipe, "train")
+        assert [r["text"] for r in old_train] != [r["text"] for r in new_train]
+        assert _rows(recipe, "test") == _rows(first_recipe, "test")
+        assert _rows(recipe, "valid") == _rows(first_recipe, "valid")
+        # Training started from the parent's weights.
+        child = read_package(result.package)
+        assert result.train.steps > 0
+        # (Parameters only: BatchNorm's running statistics follow the new data whatever the lr.)
+        parameters = [name for name, _ in parent.build_model().named_parameters()]
+        assert parameters
+        for name in parameters:
+            assert torch.allclose(child.state_dict[name], parent.state_dict[name], atol=1e-6), name
+        training_set = child.manifest.training_set
+        assert training_set is not None
+        assert training_set["train_seed"] == 7
+        assert training_set["init_from"]["uuid"] == parent.manifest.uuid
+        assert training_set["init_from"]["training_set"] == parent.manifest.training_set
+        assert child.manifest.uuid != parent.manifest.uuid
+
+    def test_refuses_a_package_of_another_configuration(
+        self,
+        built: tuple[BaseRecipe, BaseResult, list[str]],
+        tmp_path: Path,
+    ) -> None:
+        first_recipe, first, _ = built
+        recipe = dataclasses.replace(
+            first_recipe,
+            work_dir=tmp_path / "stage2",
+            init_from=first.package,
+            model=dataclasses.replace(TINY_CONFORMER, d_model=32),
+        )
+        with pytest.raises(RecipeError, match="configuration differs"):
+            train_base(recipe, log=lambda _: None)
+        assert not recipe.work_dir.exists()  # refused before synthesising or training
+
+    def test_refuses_a_file_that_is_not_a_package(
+        self,
+        built: tuple[BaseRecipe, BaseResult, list[str]],
+        tmp_path: Path,
+    ) -> None:
+        first_recipe, _, _ = built
+        bogus = tmp_path / "bogus.dg"
+        bogus.write_bytes(b"not a tar file")
+        recipe = dataclasses.replace(first_recipe, work_dir=tmp_path / "stage2", init_from=bogus)
+        with pytest.raises(RecipeError, match="cannot continue from"):
+            train_base(recipe, log=lambda _: None)

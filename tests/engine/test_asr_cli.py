@@ -108,3 +108,28 @@ class TestEvalAndTranscribe:
         junk.write_bytes(b"RIFF....nope")
         result = runner.invoke(cli, ["asr", "transcribe", str(package), str(junk)])
         assert result.exit_code == 2
+
+
+class TestTrainBaseSecondStage:
+    """``--init-from`` is checked before any synthesis or training starts."""
+
+    def test_a_corrupt_package_exits_2(self, tmp_path: Path) -> None:
+        bad = tmp_path / "bad.dg"
+        bad.write_bytes(b"not a tar")
+        work = tmp_path / "work"
+        result = runner.invoke(
+            cli, ["asr", "train-base", "--work-dir", str(work), "--init-from", str(bad)]
+        )
+        assert result.exit_code == 2
+        assert "cannot continue from" in " ".join(result.output.split())
+        assert not work.exists()
+
+    def test_a_package_of_another_encoder_exits_2(self, tmp_path: Path) -> None:
+        package = make_package(tmp_path)  # a small conv model; train-base defaults to conformer
+        work = tmp_path / "work"
+        result = runner.invoke(
+            cli, ["asr", "train-base", "--work-dir", str(work), "--init-from", str(package)]
+        )
+        assert result.exit_code == 2
+        assert "differs from the recipe's conformer preset" in " ".join(result.output.split())
+        assert not work.exists()
