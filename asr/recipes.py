@@ -41,7 +41,7 @@ from asr.package import (
     read_package,
     write_package,
 )
-from asr.synth import plan_corpus, synthesize
+from asr.synth import UtteranceSpec, plan_corpus, synthesize
 from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, TrainResult, load_weights, train
 
@@ -111,11 +111,25 @@ def synthesize_splits(
     for split, specs in plans.items():
         out = recipe.work_dir / split
         manifest = out / "manifest.jsonl"
-        if not (manifest.exists() and len(read_manifest_rows(manifest)) == len(specs)):
+        if not _corpus_matches(manifest, specs):
             log(f"synthesising {len(specs)} {split} utterances into {out}")
             synthesize(specs, out, workers=recipe.workers, progress=recipe.progress)
         manifests[split] = manifest
     return manifests["train"], manifests["valid"], manifests["test"], train_text
+
+
+def _corpus_matches(manifest: Path, specs: Sequence[UtteranceSpec]) -> bool:
+    """Whether ``manifest`` is the finished rendering of exactly these specs.
+
+    Same count is not enough: another seed (``--train-seed``), corpus or domain plans the same
+    ids with other sentences and voices, and training on the old corpus would be silent.
+    """
+    if not manifest.exists():
+        return False
+    rows = read_manifest_rows(manifest)
+    return [(r.get("id"), r.get("text"), r.get("seed")) for r in rows] == [
+        (s.id, s.text, s.seed) for s in specs
+    ]
 
 
 def evaluate_manifest(

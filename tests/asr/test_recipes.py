@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from asr.recipes import (
     BaseRecipe,
     BaseResult,
     RecipeError,
+    synthesize_splits,
     train_base,
 )
 
@@ -105,6 +107,26 @@ class TestBaseRecipe:
         assert (
             read_package(again.package).manifest.uuid == read_package(first.package).manifest.uuid
         )
+
+    def test_a_corpus_of_another_seed_is_synthesised_again_not_reused(
+        self, built: tuple[BaseRecipe, BaseResult, list[str]], tmp_path: Path
+    ) -> None:
+        # Same work dir, same count, another training seed: the ids are the same
+        # (train-000000, ...) but the sentences and voices are not, so the corpus is redone.
+        recipe, _, _ = built
+        work = tmp_path / "work"
+        shutil.copytree(recipe.work_dir, work, ignore=shutil.ignore_patterns("run", "draft"))
+        lines: list[str] = []
+        reseeded = dataclasses.replace(recipe, work_dir=work, train_seed=recipe.seed + 5)
+        synthesize_splits(reseeded, log=lines.append)
+        assert [line.split(" into ")[0] for line in lines] == ["synthesising 120 train utterances"]
+        old, new = _rows(recipe, "train"), _rows(reseeded, "train")
+        assert [r["id"] for r in old] == [r["id"] for r in new]
+        assert [r["text"] for r in old] != [r["text"] for r in new]
+        assert {r["seed"] for r in new}.isdisjoint({r["seed"] for r in old})
+        lines.clear()
+        synthesize_splits(reseeded, log=lines.append)
+        assert lines == []  # and that corpus, now complete, is reused
 
 
 class TestContinuationStage:
