@@ -25,6 +25,7 @@ from typing import Any, Literal
 import soundfile as sf
 import torch
 
+from asr.augment import AugmentConfig
 from asr.corpus import load_sentences, split_sentences
 from asr.data import read_manifest_rows
 from asr.decode import snap_to_lexicon
@@ -70,6 +71,7 @@ class BaseRecipe:
     init_from: Path | None = None  # a .dg package to continue training from
     train_seed: int | None = None  # seed of the training corpus; None: ``seed``
     lr: float | None = None  # peak learning rate; None: TrainConfig's default
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off unless set (asr.augment)
 
 
 @dataclass
@@ -278,6 +280,7 @@ def train_base(recipe: BaseRecipe, *, log: Callable[[str], None] = print) -> Bas
         max_minutes=recipe.minutes,
         seed=recipe.seed,
         threads=recipe.threads,
+        augment=recipe.augment,
         progress=recipe.progress,
     )
     if recipe.lr is not None:
@@ -302,6 +305,8 @@ def train_base(recipe: BaseRecipe, *, log: Callable[[str], None] = print) -> Bas
     }
     if recipe.train_seed is not None:
         training_set["train_seed"] = recipe.train_seed
+    if recipe.augment.active:
+        training_set["augment"] = dataclasses.asdict(recipe.augment)
     if parent is not None:  # lineage: what this stage continued from
         training_set["init_from"] = {
             "name": parent.manifest.name,

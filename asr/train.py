@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from asr.augment import AugmentConfig, augment
 from asr.data import Utterance, collate, length_batches, load_utterances
 from asr.features import FeatureConfig, LogMel
 from asr.model import CTCModel, ModelConfig
@@ -41,6 +42,7 @@ class TrainConfig:
     out_dir: Path = Path("run")  # checkpoint.pt goes here
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off unless set (asr.augment)
     init_from: Path | None = None  # a checkpoint to fine-tune from (weights only)
     mix_manifest: Path | None = None  # general data mixed into every epoch (against forgetting)
     mix_fraction: float = 0.3  # share of each epoch drawn afresh from mix_manifest
@@ -206,6 +208,8 @@ def train(
     epoch = step  # a distinct batch order per (re)start
     done = progress_fraction(spent) >= 1.0
     stopped = False
+    # Augmentation draws from its own generator: seeded per rank and (re)start, like the batches.
+    augment_rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step)
     while not done:
         epoch += 1
         epoch_utts = _epoch_utterances(
@@ -234,7 +238,10 @@ def train(
 
             # forward / backward (bf16 autocast on CUDA; the CTC loss itself runs in fp32)
             batch = collate([epoch_utts[i] for i in batch_indices])
-            feats, feat_lengths = batch.feats.to(device), batch.feat_lengths.to(device)
+            feats, feat_lengths = batch.feats, batch.feat_lengths
+            if cfg.augment.active:
+                feats = augment(feats, feat_lengths, cfg.augment, generator=augment_rng)
+            feats, feat_lengths = feats.to(device), feat_lengths.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 log_probs, out_lengths = model(feats, feat_lengths)  # (B, T', V)
             loss = F.ctc_loss(
@@ -453,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-frames", type=int, default=4000)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--freq-warp", type=float, default=0.0, help="max mel-axis warp (0.1: factors 0.9-1.1)"
+    )
+    parser.add_argument(
+        "--spec-augment", action="store_true", help="SpecAugment masks (2 x 8 bands, 2 x 25 frames)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     kernels = [11 + 2 * i for i in range(args.n_layers)]
@@ -472,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             batch_frames=args.batch_frames,
             eval_every=args.eval_every,
             device=args.device,
+            augment=(
+                AugmentConfig.spec_augment(freq_warp=args.freq_warp)
+                if args.spec_augment
+                else AugmentConfig(freq_warp=args.freq_warp)
+            ),
             progress=not args.no_progress,
         )
     )

@@ -109,6 +109,19 @@ def train_base_command(
         float | None,
         typer.Option(min=1e-9, help="Peak learning rate (default 5e-3; 2e-3 for a second stage)."),
     ] = None,
+    freq_warp: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.49,
+            help="Augment: warp each utterance's mel axis by a factor in [1-x, 1+x] "
+            "(vocal tract length perturbation; 0 is off, 0.1 a usual setting).",
+        ),
+    ] = 0.0,
+    spec_augment: Annotated[
+        bool,
+        typer.Option(help="Augment: SpecAugment masks (2 x 8 mel bands, 2 x 25 frames)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train the general base model from the synthetic corpus and package it as a .dg file.
@@ -116,6 +129,7 @@ def train_base_command(
     Synthesises the train/valid/test corpora (unseen sentences and voices in test), trains for
     --minutes, evaluates on the held-out test set and writes the package with its metrics.
     """
+    from asr.augment import AugmentConfig
     from asr.model import ModelConfigError, encoder_preset
     from asr.recipes import BaseRecipe, RecipeError, train_base
 
@@ -137,6 +151,11 @@ def train_base_command(
         init_from=init_from,
         train_seed=train_seed,
         lr=lr,
+        augment=(
+            AugmentConfig.spec_augment(freq_warp=freq_warp)
+            if spec_augment
+            else AugmentConfig(freq_warp=freq_warp)
+        ),
     )
     try:
         result = train_base(recipe, log=lambda line: err_console.print(line))

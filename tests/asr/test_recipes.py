@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from asr.augment import AugmentConfig
 from asr.data import read_manifest_rows
 from asr.model import ModelConfig
 from asr.package import read_package
@@ -147,6 +148,7 @@ class TestContinuationStage:
             train_seed=7,
             lr=1e-12,  # the weights cannot move: what comes out is what went in
             version="2030-01-01.2",
+            augment=AugmentConfig(freq_warp=0.1),
         )
         result = train_base(recipe, log=lambda _: None)
         # Fresh training speech, the same held-out sets.
@@ -165,6 +167,8 @@ class TestContinuationStage:
         training_set = child.manifest.training_set
         assert training_set is not None
         assert training_set["train_seed"] == 7
+        assert training_set["augment"]["freq_warp"] == 0.1
+        assert "augment" not in (parent.manifest.training_set or {})  # off by default
         assert training_set["init_from"]["uuid"] == parent.manifest.uuid
         assert training_set["init_from"]["training_set"] == parent.manifest.training_set
         assert child.manifest.uuid != parent.manifest.uuid

@@ -133,3 +133,18 @@ class TestTrainBaseSecondStage:
         assert result.exit_code == 2
         assert "differs from the recipe's conformer preset" in " ".join(result.output.split())
         assert not work.exists()
+
+    def test_a_warp_out_of_range_exits_2_before_any_work(self, tmp_path: Path) -> None:
+        work = tmp_path / "work"
+        result = runner.invoke(
+            cli, ["asr", "train-base", "--work-dir", str(work), "--freq-warp", "0.6"]
+        )
+        assert result.exit_code == 2
+        assert "--freq-warp" in result.output
+        assert not work.exists()
+
+    def test_help_lists_the_augmentation_options(self) -> None:
+        result = runner.invoke(cli, ["asr", "train-base", "--help"])
+        assert result.exit_code == 0
+        assert "--freq-warp" in result.output
+        assert "--spec-augment" in result.output
