@@ -11,7 +11,9 @@ import datetime as dt
 import hashlib
 import http.server
 import itertools
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -568,13 +570,30 @@ class TestSampling:
 
 
 class LocalAudioServer:
-    """http.server on 127.0.0.1 in a thread: ``/audio.wav``, ``/moved`` (302), else 404."""
+    """http.server on 127.0.0.1 in a thread: ``/audio.wav``, ``/moved`` (302), ``/slow`` (the
+    audio a few bytes every 0.2 s), else 404; ``requests`` lists the paths asked for."""
 
     def __init__(self, audio: bytes) -> None:
         payload = audio
+        self.requests: list[str] = []
+        requests = self.requests
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                requests.append(self.path)
+                if self.path == "/slow":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "audio/wav")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    try:
+                        for start in range(0, 200, 10):  # well inside any read timeout, each
+                            self.wfile.write(payload[start : start + 10])
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client gave up, as it should
+                    return
                 if self.path == "/moved":
                     self.send_response(302)
                     self.send_header("Location", "/audio.wav")
@@ -695,6 +714,45 @@ class TestLimits:
             "Fetching url returned HTTP 404.",
         )
         assert [r.http_status for r in api.ledger()] == [200, 200, 400]
+
+    def test_a_host_that_rebinds_to_loopback_after_the_check_is_not_fetched(
+        self, serve: Serve, audio_server: LocalAudioServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # DNS rebinding: the first answer is public (it passes the URL check), every later one
+        # is the loopback server. The connection must not follow the second answer.
+        real_getaddrinfo = socket.getaddrinfo
+        port = int(audio_server.url.rsplit(":", 1)[1])
+        answers: list[str] = []
+
+        def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "rebind.example":
+                return real_getaddrinfo(host, *args, **kwargs)
+            address = "93.184.216.34" if not answers else "127.0.0.1"
+            answers.append(address)
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        api = serve(listen_url_enabled=True)
+        url = f"http://rebind.example:{port}/audio.wav"
+        response = post_json(api, orjson.dumps({"url": url}))
+        assert_error(response, 400, "url resolves to a private or loopback address; refused.")
+        assert answers[:2] == ["93.184.216.34", "127.0.0.1"]  # checked, then asked again
+        assert audio_server.requests == []  # nothing reached the private server
+        assert [r.http_status for r in api.ledger()] == [400]
+
+    def test_the_time_limit_covers_the_whole_fetch(
+        self, serve: Serve, audio_server: LocalAudioServer
+    ) -> None:
+        # Every read arrives within the per-read timeout, but the whole body would take 4 s.
+        api = serve(
+            listen_url_enabled=True,
+            listen_url_allow_private=True,
+            listen_url_timeout_seconds=1.0,
+        )
+        response = post_json(api, orjson.dumps({"url": audio_server.url + "/slow"}))
+        assert_error(response, 400, "Fetching url took over 1 s.")
+        assert audio_server.requests == ["/slow"]
+        assert [r.http_status for r in api.ledger()] == [400]
 
     def test_a_url_over_the_byte_limit_is_a_413(
         self, serve: Serve, audio_server: LocalAudioServer
