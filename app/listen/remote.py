@@ -111,8 +111,11 @@ def fetch_audio(url: str, *, max_bytes: int, timeout: float, allow_private: bool
     ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, allow_private=allow_private)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteAudioError(f"Fetching url took over {timeout:g} s.")
             try:
-                with client.stream("GET", url) as response:
+                with client.stream("GET", url, timeout=remaining) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
