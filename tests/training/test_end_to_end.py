@@ -179,7 +179,7 @@ class TestRetrainingLoop:
         assert job["status"] == "succeeded", job
         metrics = job["metrics"]
         assert metrics["candidate"]["wer"] < metrics["base"]["wer"]
-        assert job["result"]["promoted"] is True
+        assert job["result"]["promoted"] is True, job["result"]
         version = job["result"]["version"]
         assert version != base_version
         # The plaintext scratch directory is gone.
