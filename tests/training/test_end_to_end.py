@@ -163,7 +163,14 @@ class TestRetrainingLoop:
             json={
                 "base_model": "general",
                 "training_set": "medical",
-                "hyperparameters": {"minutes": 0.6, "mix_utterances": 80, "auto_promote": True},
+                # A step budget, not a time budget: on a slower or busier machine 0.6 minutes
+                # bought too few steps for the candidate to pass the promotion policy.
+                "hyperparameters": {
+                    "minutes": 10,
+                    "max_steps": 120,
+                    "mix_utterances": 80,
+                    "auto_promote": True,
+                },
             },
             headers=dataops,
         )
