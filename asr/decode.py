@@ -133,6 +133,32 @@ def pause_segments(
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def speech_spans(
+    log_probs: torch.Tensor, *, blank_id: int, min_pause_frames: int, margin_frames: int
+) -> list[tuple[int, int]]:
+    """The stretches of speech in ``log_probs``: each :func:`pause_segments` segment trimmed to
+    its first and last frame whose best symbol is not the blank, widened by ``margin_frames``
+    on each side (never past the segment); segments that are all blank are dropped.
+
+    Long-form inference (asr.inference) encodes each span on its own, as the model was trained:
+    one stretch of speech per input, not a minute of several speakers and rooms.
+    """
+    if margin_frames < 0:
+        raise DecodeError(f"margin_frames must not be negative, got {margin_frames}")
+    segments = pause_segments(log_probs, blank_id=blank_id, min_pause_frames=min_pause_frames)
+    if not segments:
+        return []
+    spoken = log_probs.argmax(dim=-1) != blank_id
+    spans: list[tuple[int, int]] = []
+    for a, b in segments:
+        frames = torch.nonzero(spoken[a:b]).flatten()
+        if not len(frames):
+            continue
+        first, last = a + int(frames[0]), a + int(frames[-1]) + 1
+        spans.append((max(a, first - margin_frames), min(b, last + margin_frames)))
+    return spans
+
+
 def join_hypotheses(parts: list[Hypothesis]) -> Hypothesis:
     """One hypothesis from consecutive ones (timings already absolute): words in order."""
     words = tuple(w for part in parts for w in part.words)

@@ -25,6 +25,7 @@ from asr.decode import (
     join_hypotheses,
     pause_segments,
     snap_to_lexicon,
+    speech_spans,
 )
 from asr.features import LogMel
 from asr.lm import WordLM
@@ -68,14 +69,24 @@ class Transcription:
 
 
 # Long audio goes through the encoder in windows: memory stays bounded for any length (a
-# Conformer's self-attention is quadratic in its input), and every window looks like what the
-# model was trained on. Each window carries context on both sides whose outputs are dropped; it
-# covers the conv encoder's receptive field (about 3.8 s), so that model's posteriors are the
-# same as in one pass (tests/asr/test_inference.py).
+# Conformer's self-attention is quadratic in its input). Each window carries context on both
+# sides whose outputs are dropped; it covers the conv encoder's receptive field (about 3.8 s),
+# so that model's posteriors are the same as in one pass (tests/asr/test_inference.py).
 WINDOW_SECONDS = 20.0
 CONTEXT_SECONDS = 4.0
 WINDOW_BATCH = 4  # windows per forward pass
 PAUSE_SECONDS = 0.4  # a pause at least this long ends a word (asr.decode.pause_segments)
+
+# Long-form audio (a call, a meeting, clips back to back) is not what the model learnt from:
+# one sentence of a few seconds per input, normalised on its own. Fed a 20 s window of several
+# speakers, noises and rooms, the Conformer's attention mixes them (measured: WER 0.63 on 40
+# held-out clips back to back against 0.29 one by one). So audio longer than LONG_FORM_SECONDS
+# is first scanned in short windows to find its stretches of speech (asr.decode.speech_spans),
+# then each stretch is encoded and decoded on its own, like a training utterance.
+LONG_FORM_SECONDS = 10.0
+SCAN_WINDOW_SECONDS = 4.0
+SCAN_CONTEXT_SECONDS = 1.0
+SPAN_MARGIN_SECONDS = 0.12  # audio kept on each side of a stretch's first and last symbol
 
 
 class Transcriber:
@@ -86,6 +97,7 @@ class Transcriber:
         device: str = "cpu",
         window_seconds: float = WINDOW_SECONDS,
         context_seconds: float = CONTEXT_SECONDS,
+        long_form_seconds: float = LONG_FORM_SECONDS,
     ) -> None:
         self.package = package
         self.device = torch.device(device)
@@ -102,28 +114,39 @@ class Transcriber:
         frames = 1.0 / package.feature_config.frame_seconds
         self.window_frames = max(step, int(window_seconds * frames) // step * step)
         self.context_frames = max(0, int(context_seconds * frames) // step * step)
+        self.scan_window_frames = max(step, int(SCAN_WINDOW_SECONDS * frames) // step * step)
+        self.scan_context_frames = int(SCAN_CONTEXT_SECONDS * frames) // step * step
+        self.long_form_seconds = long_form_seconds
 
     @property
     def frame_seconds(self) -> float:
         return self.featurizer.cfg.frame_seconds * self.package.model_config.subsampling
 
-    @torch.inference_mode()
+    @property
+    def samples_per_frame(self) -> int:
+        """Input samples per output frame."""
+        return self.featurizer.cfg.hop_length * self.package.model_config.subsampling
+
     def log_probs(self, samples: npt.NDArray[np.float32]) -> torch.Tensor:
-        """(T', V) CTC log-probabilities of 16 kHz mono samples."""
+        """(T', V) CTC log-probabilities of 16 kHz mono samples, in one pass or in windows."""
+        return self._encode(samples, self.window_frames, self.context_frames)
+
+    @torch.inference_mode()
+    def _encode(self, samples: npt.NDArray[np.float32], window: int, context: int) -> torch.Tensor:
         waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
         feats = self.featurizer(waveform.to(self.device))  # (T, F)
         total = feats.shape[0]
-        if total <= self.window_frames + 2 * self.context_frames:
+        if total <= window + 2 * context:
             lengths = torch.tensor([total], device=self.device)
             log_probs, out_lengths = self.model(feats[None], lengths)  # (1, T', V)
             out: torch.Tensor = log_probs[0, : int(out_lengths[0])].float().cpu()
             return out
-        return self._windowed_log_probs(feats)
+        return self._windowed_log_probs(feats, window, context)
 
-    def _windowed_log_probs(self, feats: torch.Tensor) -> torch.Tensor:
+    def _windowed_log_probs(self, feats: torch.Tensor, window: int, context: int) -> torch.Tensor:
         """Posteriors of ``feats`` (T, F) window by window, context outputs dropped."""
         step = self.package.model_config.subsampling
-        total, window, context = feats.shape[0], self.window_frames, self.context_frames
+        total = feats.shape[0]
         spans = []  # (first input frame with context, its length, first kept output, kept)
         for start in range(0, total, window):
             lo, hi = max(0, start - context), min(total, start + window + context)
@@ -163,7 +186,10 @@ class Transcriber:
         if len(samples) < self.featurizer.cfg.n_fft:
             empty = Hypothesis(text="", words=(), confidence=0.0)
             return Transcription(text="", hypothesis=empty, duration=duration)
-        hypothesis = self.decode(self.log_probs(samples), options)
+        if duration > self.long_form_seconds:
+            hypothesis = self._decode_spans(samples, options)
+        else:
+            hypothesis = self.decode(self.log_probs(samples), options)
         text = hypothesis.text
         if options.snap and self.lexicon:
             # The lexicon itself when nothing is boosted: snapping indexes it once, by identity.
@@ -173,16 +199,44 @@ class Transcriber:
             hypothesis = _respell(hypothesis, text)
         return Transcription(text=text, hypothesis=hypothesis, duration=duration)
 
-    def decode(self, log_probs: torch.Tensor, options: DecodeOptions) -> Hypothesis:
-        """Words from posteriors (no snapping): the stretches of speech between pauses one by
-        one (asr.decode.pause_segments), greedy or by beam search as ``options`` say."""
-        segments = pause_segments(
-            log_probs,
+    def speech_spans(self, samples: npt.NDArray[np.float32]) -> list[tuple[int, int]]:
+        """Where ``samples`` holds speech, in output frames: a scan in short windows."""
+        scan = self._encode(samples, self.scan_window_frames, self.scan_context_frames)
+        return speech_spans(
+            scan,
             blank_id=self.tokenizer.blank_id,
-            min_pause_frames=max(1, round(PAUSE_SECONDS / self.frame_seconds)),
+            min_pause_frames=self._pause_frames,
+            margin_frames=round(SPAN_MARGIN_SECONDS / self.frame_seconds),
+        )
+
+    def _decode_spans(self, samples: npt.NDArray[np.float32], options: DecodeOptions) -> Hypothesis:
+        per_frame = self.samples_per_frame
+        parts = []
+        for a, b in self.speech_spans(samples):
+            piece = samples[a * per_frame : b * per_frame]
+            if len(piece) < self.featurizer.cfg.n_fft:
+                continue  # too short for one feature frame: nothing to hear
+            parts.append(self.decode(self.log_probs(piece), options, offset=a * self.frame_seconds))
+        return join_hypotheses(parts)
+
+    @property
+    def _pause_frames(self) -> int:
+        return max(1, round(PAUSE_SECONDS / self.frame_seconds))
+
+    def decode(
+        self, log_probs: torch.Tensor, options: DecodeOptions, *, offset: float = 0.0
+    ) -> Hypothesis:
+        """Words from posteriors (no snapping): the stretches of speech between pauses one by
+        one (asr.decode.pause_segments), greedy or by beam search as ``options`` say; times
+        are shifted by ``offset`` seconds."""
+        segments = pause_segments(
+            log_probs, blank_id=self.tokenizer.blank_id, min_pause_frames=self._pause_frames
         )
         return join_hypotheses(
-            [self._decode(log_probs[a:b], options, a * self.frame_seconds) for a, b in segments]
+            [
+                self._decode(log_probs[a:b], options, offset + a * self.frame_seconds)
+                for a, b in segments
+            ]
         )
 
     def _decode(self, log_probs: torch.Tensor, options: DecodeOptions, offset: float) -> Hypothesis:

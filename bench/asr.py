@@ -9,7 +9,11 @@ Figures (docs/benchmarks.md, section "ASR engine"):
 * ``rtf_*``: audio seconds transcribed per compute (wall) second — greedy, beam search with
   the word LM, and the package's tuned decoder,
   one stream, and all streams together under concurrency (threads sharing the model);
-  ``rtf_long_recording``: the clips back to back as one recording (the encoder runs in windows);
+  ``rtf_long_recording``: the clips back to back as one recording, long-form inference
+  (stretches of speech encoded one by one), and ``rtf_long_recording_windows`` the encoder in
+  20 s windows instead;
+* ``wer_clips``, ``wer_long_recording``, ``wer_long_recording_windows``: WER of the clips one by
+  one and of the recording both ways, in the same run;
 * ``listen_rps`` vs ``inference_rps``: the same clips through ``POST /v1/listen`` (decode,
   inference, ledger row, sampling decision, sample encryption when selected) and through the
   transcriber alone, in the same run; ``governance_overhead`` is 1 - listen/inference;
@@ -23,6 +27,7 @@ import argparse
 import concurrent.futures
 import datetime as dt
 import json
+import math
 import platform
 import statistics
 import sys
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jiwer
 import numpy as np
 import torch
 from fastapi.testclient import TestClient
@@ -52,12 +58,14 @@ from asr.train import TrainConfig, train
 console = Console(stderr=True)
 
 
-def _clips(n: int) -> list[bytes]:
+def _clips(n: int) -> tuple[list[str], list[bytes]]:
+    """``n`` held-out clips (unseen sentences and voices, the training mix of noise and rooms):
+    their transcripts and WAV bytes."""
     _, test_text = split_sentences(
         load_sentences("general"), test_fraction=0.05, salt="general-base"
     )
     specs = plan_corpus(test_text, n=n, seed=7, voices="test", id_prefix="bench")
-    return [encode_wav(render(spec), 16_000) for spec in specs]
+    return [spec.text for spec in specs], [encode_wav(render(spec), 16_000) for spec in specs]
 
 
 def _rtf(transcriber: Transcriber, clips: list[bytes], options: DecodeOptions) -> float:
@@ -69,13 +77,29 @@ def _rtf(transcriber: Transcriber, clips: list[bytes], options: DecodeOptions) -
     return round(seconds / (time.perf_counter() - started), 1)
 
 
-def _rtf_long(transcriber: Transcriber, clips: list[bytes], options: DecodeOptions) -> float:
-    """One long recording (the clips back to back, 0.5 s apart): the windowed encoder path."""
+def _long_recording(
+    package: Path, texts: list[str], clips: list[bytes], options: DecodeOptions
+) -> dict[str, float]:
+    """The clips back to back (0.5 s apart) as one recording: long-form inference (speech
+    spans encoded one by one) against the encoder in 20 s windows, accuracy and speed, with
+    the clips' own WER one by one as the reference."""
     gap = np.zeros(8_000, dtype=np.float32)
-    audio = np.concatenate([part for c in clips for part in (decode(c).samples, gap)])
-    started = time.perf_counter()
-    transcriber.transcribe(audio, options)
-    return round(len(audio) / 16_000 / (time.perf_counter() - started), 1)
+    audio = [decode(c).samples for c in clips]
+    recording = np.concatenate([part for samples in audio for part in (samples, gap)])
+    long_form = Transcriber(read_package(package))
+    windows = Transcriber(read_package(package), long_form_seconds=math.inf)
+    figures = {
+        "wer_clips": round(
+            jiwer.wer(texts, [long_form.transcribe(a, options).text for a in audio]), 3
+        )
+    }
+    for name, transcriber in (("", long_form), ("_windows", windows)):
+        started = time.perf_counter()
+        text = transcriber.transcribe(recording, options).text
+        seconds = time.perf_counter() - started
+        figures[f"wer_long_recording{name}"] = round(jiwer.wer(" ".join(texts), text), 3)
+        figures[f"rtf_long_recording{name}"] = round(len(recording) / 16_000 / seconds, 1)
+    return figures
 
 
 def _rtf_concurrent(transcriber: Transcriber, clips: list[bytes], workers: int) -> float:
@@ -184,7 +208,7 @@ def main() -> None:
         sys.exit("no package: pass --package or run `mip asr train-base`")
 
     console.print(f"rendering {args.clips} clips")
-    clips = _clips(args.clips)
+    texts, clips = _clips(args.clips)
     transcriber = Transcriber(read_package(package))
     figures: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -197,7 +221,8 @@ def main() -> None:
     figures["rtf_beam_lm"] = _rtf(transcriber, clips, DecodeOptions())
     figures["rtf_package_default"] = _rtf(transcriber, clips, transcriber.default_options)
     figures["package_decoding"] = transcriber.default_options.to_dict()
-    figures["rtf_long_recording"] = _rtf_long(transcriber, clips, transcriber.default_options)
+    console.print("a long recording: long-form inference against 20 s windows")
+    figures.update(_long_recording(package, texts, clips, transcriber.default_options))
     figures[f"rtf_{args.concurrency}_streams"] = _rtf_concurrent(
         transcriber, clips, args.concurrency
     )

@@ -26,6 +26,7 @@ from asr.decode import (
     join_hypotheses,
     pause_segments,
     snap_to_lexicon,
+    speech_spans,
 )
 from asr.lm import UNK, LMError, WordLM
 from asr.tokenizer import CharTokenizer
@@ -432,3 +433,31 @@ class TestPauseSegments:
         assert joined.words[0].end <= joined.words[1].start
         assert joined.confidence == pytest.approx(sum(w.confidence for w in joined.words) / 2)
         assert join_hypotheses([]) == Hypothesis("", (), 0.0)
+
+
+class TestSpeechSpans:
+    def test_trims_each_segment_to_its_speech_with_a_margin(self) -> None:
+        # Segments: [0, 11) "__hi" + pause half, [11, 36) pause half + "yo" + silence.
+        lp = path("___hi" + "_" * 12 + "yo" + "_" * 17)
+        assert pause_segments(lp, blank_id=0, min_pause_frames=10) == [(0, 11), (11, 36)]
+        assert speech_spans(lp, blank_id=0, min_pause_frames=10, margin_frames=0) == [
+            (3, 5),
+            (17, 19),
+        ]
+        assert speech_spans(lp, blank_id=0, min_pause_frames=10, margin_frames=2) == [
+            (1, 7),
+            (15, 21),
+        ]
+
+    def test_the_margin_never_reaches_past_the_segment(self) -> None:
+        lp = path("a" + "_" * 12 + "b")
+        assert speech_spans(lp, blank_id=0, min_pause_frames=10, margin_frames=100) == [
+            (0, 7),
+            (7, 14),
+        ]
+
+    def test_silence_has_no_spans_and_a_negative_margin_is_refused(self) -> None:
+        assert speech_spans(path("_" * 40), blank_id=0, min_pause_frames=5, margin_frames=2) == []
+        assert speech_spans(path(""), blank_id=0, min_pause_frames=5, margin_frames=2) == []
+        with pytest.raises(DecodeError, match="margin_frames"):
+            speech_spans(path("ab"), blank_id=0, min_pause_frames=5, margin_frames=-1)
