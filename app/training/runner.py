@@ -135,6 +135,8 @@ def execute_job(ctx: JobContext) -> JobOutcome:
                     session, ctx.store, ctx.settings, registered, actor=f"job:{ctx.job_id}"
                 )
                 outcome["promoted"] = verdict["promoted"]
+                # Why a candidate was left behind, where DataOps reads the job.
+                outcome["promotion_reasons"] = verdict["reasons"]
     ctx.log(f"registered candidate {outcome['name']} {outcome['version']}")
     return JobOutcome(result=outcome, metrics=metrics)
 

@@ -66,6 +66,13 @@ def settings(db: Database, tmp_path: Path) -> Settings:
         sampling_rate=1.0,
         sampling_secret="test-secret-of-the-retraining-loop",
         models_poll_seconds=3600,  # the test rescans when it wants to
+        # The held-out split is ~15% of ~220 samples, chosen by their (random) ids, so an accent
+        # or sex group holds 5-10 utterances (~40-80 words), where one word is 1.3-2.5 WER
+        # points. Three local runs: 8-13 points better overall, yet one 8-utterance accent group
+        # moved by 0.0; CI saw the default gate (groups of 5+, 2 points) refuse a candidate.
+        # Here only groups big enough to measure are judged; the gate is tested in
+        # test_promotion.py.
+        promotion_min_group_utterances=12,
     )
 
 
@@ -186,7 +193,8 @@ class TestRetrainingLoop:
         assert job["status"] == "succeeded", job
         metrics = job["metrics"]
         assert metrics["candidate"]["wer"] < metrics["base"]["wer"]
-        assert job["result"]["promoted"] is True, job["result"]
+        assert job["result"]["promoted"] is True, job["result"]["promotion_reasons"]
+        assert job["result"]["promotion_reasons"] == []
         version = job["result"]["version"]
         assert version != base_version
         # The plaintext scratch directory is gone.
