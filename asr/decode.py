@@ -17,7 +17,7 @@ import functools
 import heapq
 import itertools
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -236,6 +236,21 @@ def _settle(node: _TermNode | None) -> float:
     return (node.weight if node.weight is not None else 0.0) - node.score
 
 
+@dataclass(frozen=True, eq=False)
+class Lexicon:
+    """The words a beam search knows, and every prefix of them: a word being spelled that
+    stops being a prefix of any of them pays ``oov_penalty`` at once (pyctcdecode's
+    ``unk_score_offset``), so non-words leave the beam before they crowd out real ones."""
+
+    words: frozenset[str]
+    prefixes: frozenset[str]
+
+    @classmethod
+    def of(cls, words: Iterable[str]) -> Lexicon:
+        known = frozenset(words)
+        return cls(known, frozenset(w[:i] for w in known for i in range(1, len(w) + 1)))
+
+
 class _Context(NamedTuple):
     """What the LM and the boost trie know of a prefix; a function of its text alone."""
 
@@ -243,6 +258,7 @@ class _Context(NamedTuple):
     word: str  # the word being spelled, "" after a space
     previous: str | None  # the last finished word (None at the start)
     term: _TermNode | None  # where the spelling stands in the boost trie; None: no term matches
+    known: bool = True  # the word so far is a prefix of a lexicon word or a boosted term
 
 
 class _Scorer:
@@ -253,8 +269,12 @@ class _Scorer:
         lm: WordLM | None,
         lm_weight: float,
         word_bonus: float,
+        lexicon: Lexicon | None = None,
+        oov_penalty: float = 0.0,
     ) -> None:
         self.symbols = tokenizer.symbols
+        self._lexicon = lexicon if oov_penalty > 0.0 else None
+        self._oov_penalty = oov_penalty
         self.root = root
         self.start = _Context(0.0, "", None, root)
         self._lm, self._lm_weight, self._word_bonus = lm, lm_weight, word_bonus
@@ -285,23 +305,36 @@ class _Scorer:
             if not context.word:  # a leading or doubled space ends no word
                 return context
             score = context.score + self.word_score(context.word, context.previous)
+            score -= self._unknown_word(context)
             if node is not None and " " in node.children:  # a multi-word term goes on
                 after = node.children[" "]
                 return _Context(score + after.score - node.score, "", context.word, after)
             return _Context(score + _settle(node), "", context.word, self.root)
         word = context.word + char
-        if node is None:
-            return _Context(context.score, word, context.previous, None)
-        child = node.children.get(char)
-        if child is None:  # no term spelled like this: partial matches earn nothing
-            return _Context(context.score - node.score, word, context.previous, None)
-        return _Context(context.score + child.score - node.score, word, context.previous, child)
+        child = None if node is None else node.children.get(char)
+        score = context.score
+        if node is not None:  # a partial match that goes no further earns nothing
+            score += (child.score if child is not None else 0.0) - node.score
+        known = context.known
+        if known and self._lexicon is not None and child is None:
+            known = word in self._lexicon.prefixes
+            if not known:  # spelling no word the lexicon holds: pay for it now, once
+                score -= self._oov_penalty
+        return _Context(score, word, context.previous, child, known)
+
+    def _unknown_word(self, context: _Context) -> float:
+        """The penalty a finished word still owes: a lexicon prefix that is no word itself."""
+        if self._lexicon is None or not context.known or context.word in self._lexicon.words:
+            return 0.0
+        term = context.term
+        return 0.0 if term is not None and term.weight is not None else self._oov_penalty
 
     def finish(self, context: _Context) -> float:
         """Bonus still owed (or taken back) when the utterance ends after ``context``."""
         score = _settle(context.term)
         if context.word:
             score += self.word_score(context.word, context.previous)
+            score -= self._unknown_word(context)
         return score
 
 
@@ -440,6 +473,8 @@ def beam_search(
     word_bonus: float = 1.0,
     prune_log_prob: float = -10.0,
     time_offset: float = 0.0,
+    lexicon: Lexicon | None = None,
+    oov_penalty: float = 0.0,
 ) -> Hypothesis:
     """CTC prefix beam search (Hannun et al. 2014) in the log domain.
 
@@ -454,6 +489,11 @@ def beam_search(
       that is also a term on its own then only counts as part of the longer one).
     - ``lm``: at each word end (a space, and the end of the utterance)
       ``lm_weight * lm.log_prob(word, previous) + word_bonus``.
+    - ``lexicon`` with ``oov_penalty`` > 0: a word being spelled that stops being a prefix of
+      every lexicon word (and of every boosted term) pays ``oov_penalty`` at that character,
+      and a lexicon prefix that ends as no word pays it at its end; once per word either way.
+      Non-words then leave the beam early instead of crowding out the real words they sound
+      like (pyctcdecode's ``unk_score_offset``; measured in docs/benchmarks.md).
 
     Speed: per frame only symbols above ``prune_log_prob`` (and the top few) extend a prefix,
     and new prefixes are built best first, stopping once even the largest possible context
@@ -467,7 +507,17 @@ def beam_search(
         raise DecodeError(f"beam_width must be at least 1, got {beam_width}")
     if lm is not None and not (math.isfinite(word_bonus) and 0.0 <= lm_weight < math.inf):
         raise DecodeError("lm_weight must be finite and non-negative, word_bonus finite")
-    scorer = _Scorer(tokenizer, _term_trie(boost or {}, tokenizer), lm, lm_weight, word_bonus)
+    if not (math.isfinite(oov_penalty) and oov_penalty >= 0.0):
+        raise DecodeError(f"oov_penalty must be finite and non-negative, got {oov_penalty}")
+    scorer = _Scorer(
+        tokenizer,
+        _term_trie(boost or {}, tokenizer),
+        lm,
+        lm_weight,
+        word_bonus,
+        lexicon=lexicon,
+        oov_penalty=oov_penalty,
+    )
     candidates = _candidates(scores, prune_log_prob, tokenizer.blank_id)
     rows, posteriors = scores.tolist(), np.exp(scores).tolist()  # Python floats: fast to index
 

@@ -20,6 +20,7 @@ import torch
 
 from asr.decode import (
     Hypothesis,
+    Lexicon,
     beam_search,
     greedy,
     join_hypotheses,
@@ -45,6 +46,9 @@ class DecodeOptions:
     lm_weight: float = 0.3  # word bigram LM weight (when the package carries one)
     word_bonus: float = 1.0  # log-domain reward per word, against the LM's bias to fewer words
     snap: bool = True  # replace out-of-vocabulary words by their nearest LM vocabulary word
+    # log-domain cost of spelling a word outside the LM vocabulary, paid as soon as the spelling
+    # leaves every vocabulary word (asr.decode.Lexicon); 0 turns the check off
+    oov_penalty: float = 0.0
     keywords: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -54,6 +58,7 @@ class DecodeOptions:
             "lm_weight": self.lm_weight,
             "word_bonus": self.word_bonus,
             "snap": self.snap,
+            "oov_penalty": self.oov_penalty,
         }
 
 
@@ -108,6 +113,7 @@ class Transcriber:
         self.model = model.to(self.device).eval()
         self.lm = WordLM.from_dict(package.lm) if package.lm else None
         self.lexicon = frozenset(self.lm.vocabulary) if self.lm else frozenset()
+        self.lexicon_prefixes = Lexicon.of(self.lexicon) if self.lexicon else None
         self.default_options = DecodeOptions(**package.decoding or {})
         # In input frames, whole multiples of the subsampling so windows align with outputs.
         step = package.model_config.subsampling
@@ -254,6 +260,8 @@ class Transcriber:
             lm_weight=options.lm_weight,
             word_bonus=options.word_bonus,
             time_offset=offset,
+            lexicon=self.lexicon_prefixes,
+            oov_penalty=options.oov_penalty,
         )
 
 

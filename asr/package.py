@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tarfile
@@ -365,6 +366,7 @@ _DECODING_TYPES: dict[str, tuple[type, ...]] = {
     "lm_weight": (int, float),
     "word_bonus": (int, float),
     "snap": (bool,),
+    "oov_penalty": (int, float),
 }
 
 
@@ -382,6 +384,9 @@ def check_decoding(decoding: Any) -> dict[str, Any]:
             raise ValueError(f"decoding.{name} has the wrong type")
     if decoding.get("decoder", "beam") not in {"greedy", "beam"}:
         raise ValueError("decoding.decoder must be 'greedy' or 'beam'")
+    penalty = decoding.get("oov_penalty", 0.0)
+    if not (math.isfinite(penalty) and penalty >= 0):
+        raise ValueError("decoding.oov_penalty must be a finite number, 0 or more")
     return dict(decoding)
 
 

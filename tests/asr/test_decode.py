@@ -21,6 +21,7 @@ import torch
 from asr.decode import (
     DecodeError,
     Hypothesis,
+    Lexicon,
     beam_search,
     greedy,
     join_hypotheses,
@@ -190,6 +191,68 @@ class TestLanguageModelInBeamSearch:
         lm = WordLM.from_sentences(["the cat sat"])
         with pytest.raises(DecodeError, match="lm_weight"):
             beam_search(cut_or_cat(), TOK, frame_seconds=FRAME, lm=lm, lm_weight=-1.0)
+
+
+class TestOutOfVocabularyPenalty:
+    """A spelling that leaves every lexicon word pays ``oov_penalty`` (natural-log units)."""
+
+    def test_a_lexicon_word_beats_a_slightly_likelier_non_word(self) -> None:
+        lexicon = Lexicon.of(["cat", "the"])
+        assert beam_search(cut_or_cat(), TOK, frame_seconds=FRAME, lexicon=lexicon).text == "cut"
+        hyp = beam_search(cut_or_cat(), TOK, frame_seconds=FRAME, lexicon=lexicon, oov_penalty=2.0)
+        assert hyp.text == "cat"
+
+    def test_a_prefix_of_a_word_is_no_word(self) -> None:
+        # "cat" spells the start of "cats" and pays when it ends there, like "cut" does
+        hyp = beam_search(
+            cut_or_cat(), TOK, frame_seconds=FRAME, lexicon=Lexicon.of(["cats"]), oov_penalty=2.0
+        )
+        assert hyp.text == "cut"
+
+    def test_a_clearly_heard_word_outside_the_lexicon_stays(self) -> None:
+        # a penalty, not a ban: the beam keeps a word the acoustics are sure of
+        log_probs = path("_z_o_r_b_ _c_a_t_")
+        lexicon = Lexicon.of(["cat", "zoo"])
+        hyp = beam_search(log_probs, TOK, frame_seconds=FRAME, lexicon=lexicon, oov_penalty=3.0)
+        assert hyp.text == "zorb cat"
+
+    def test_boosted_terms_are_known_words(self) -> None:
+        lexicon = Lexicon.of(["cut"])
+        # "cat" would pay 3 and earn 2: without the rule the non-word "cut" would win
+        hyp = beam_search(
+            cut_or_cat(),
+            TOK,
+            frame_seconds=FRAME,
+            lexicon=lexicon,
+            oov_penalty=3.0,
+            boost={"cat": 2.0},
+        )
+        assert hyp.text == "cat"
+
+    def test_no_penalty_leaves_the_search_unchanged(self) -> None:
+        rng = random.Random(7)
+        for seed in range(5):
+            log_probs = path(random_path(["the", "cat", "sat"], rng), peak=0.6, seed=seed)
+            plain = beam_search(log_probs, TOK, frame_seconds=FRAME)
+            lexicon = Lexicon.of(["dog"])
+            same = beam_search(log_probs, TOK, frame_seconds=FRAME, lexicon=lexicon)
+            assert same == plain
+
+    def test_lexicon_holds_every_prefix(self) -> None:
+        lexicon = Lexicon.of(["cat", "cab"])
+        assert lexicon.words == {"cat", "cab"}
+        assert lexicon.prefixes == {"c", "ca", "cat", "cab"}
+
+    @pytest.mark.parametrize("penalty", [-1.0, math.inf, math.nan])
+    def test_rejects_a_negative_or_infinite_penalty(self, penalty: float) -> None:
+        with pytest.raises(DecodeError, match="oov_penalty"):
+            beam_search(
+                cut_or_cat(),
+                TOK,
+                frame_seconds=FRAME,
+                lexicon=Lexicon.of(["cat"]),
+                oov_penalty=penalty,
+            )
 
 
 class TestWordTimings:

@@ -19,6 +19,7 @@ from asr.package import (
     PackageError,
     PackageManifest,
     ParsedName,
+    check_decoding,
     filename_matches,
     new_manifest,
     package_filename,
@@ -307,6 +308,35 @@ class TestManifestValidation:
             PackageManifest.from_dict({**manifest().to_dict(), "format": "onnx"})
         with pytest.raises(PackageError, match="manifest must be a JSON object"):
             PackageManifest.from_dict(["not", "a", "dict"])
+
+
+class TestDecodingSettings:
+    def test_known_settings_pass(self) -> None:
+        settings = {
+            "decoder": "beam",
+            "beam_width": 32,
+            "lm_weight": 0.5,
+            "word_bonus": 3,
+            "snap": False,
+            "oov_penalty": 8.0,
+        }
+        assert check_decoding(settings) == settings
+        assert check_decoding({}) == {}  # a package written before a setting existed
+
+    @pytest.mark.parametrize(
+        ("settings", "message"),
+        [
+            ({"oov_penalty": -1.0}, "oov_penalty must be a finite number"),
+            ({"oov_penalty": float("inf")}, "oov_penalty must be a finite number"),
+            ({"oov_penalty": "8"}, "oov_penalty has the wrong type"),
+            ({"oov_penalty": True}, "oov_penalty has the wrong type"),
+            ({"decoder": "viterbi"}, "'greedy' or 'beam'"),
+            ({"beam": 8}, "unknown decoding fields: beam"),
+        ],
+    )
+    def test_bad_settings_are_named(self, settings: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            check_decoding(settings)
 
 
 class TestCorruptPackages:

@@ -22,6 +22,7 @@ from asr.model import ModelConfig
 from asr.package import read_package
 from asr.recipes import (
     LM_WEIGHTS,
+    OOV_PENALTIES,
     WIDER_BEAMS,
     WORD_BONUSES,
     BaseRecipe,
@@ -92,7 +93,10 @@ class TestBaseRecipe:
         best = min(tried, key=lambda row: row["wer"])
         assert package.decoding == {k: v for k, v in best.items() if k not in {"wer", "cer"}}
         assert {row["beam_width"] for row in tried if row["decoder"] == "beam"} == {8, 16, 32}
-        assert len(tried) == 2 * (1 + len(LM_WEIGHTS) * len(WORD_BONUSES) + len(WIDER_BEAMS))
+        grid = len(LM_WEIGHTS) * len(WORD_BONUSES) * len(OOV_PENALTIES)
+        assert len(tried) == 2 * (1 + grid + len(WIDER_BEAMS))
+        penalties = {row["oov_penalty"] for row in tried if row["decoder"] == "beam"}
+        assert penalties == set(OOV_PENALTIES)
         assert (recipe.work_dir / "report.md").read_text(encoding="utf-8").strip()
         assert not list(recipe.work_dir.glob("draft/*.dg"))  # the draft is gone
 
