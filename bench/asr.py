@@ -18,7 +18,11 @@ Figures (docs/benchmarks.md, section "ASR engine"):
   inference, ledger row, sampling decision, sample encryption when selected) and through the
   transcriber alone, in the same run; ``governance_overhead`` is 1 - listen/inference;
 * ``train_utt_per_s_<encoder>``: training utterances per second of the conv encoder and of
-  the base model's Conformer (CPU, or CUDA when present) on a freshly synthesised corpus.
+  the base model's Conformer (CPU, or CUDA when present) on a freshly synthesised corpus;
+* ``beam_search_ms_10s``, ``snap_ms_50k_words``, ``snr_ms_30s``: the parts that run on every
+  request, alone (median of 5): the beam search with a word LM and a boosted term over 10 s of
+  model-like output, lexicon snapping of one utterance against 50,000 words, and the SNR
+  estimate of a 30 s clip.
 """
 
 from __future__ import annotations
@@ -29,15 +33,19 @@ import datetime as dt
 import json
 import math
 import platform
+import random
 import statistics
+import string
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jiwer
 import numpy as np
+import numpy.typing as npt
 import torch
 from fastapi.testclient import TestClient
 from rich.console import Console
@@ -49,10 +57,14 @@ from app.main import create_app
 from app.tenancy import service as tenancy
 from asr.audio import decode, encode_wav
 from asr.corpus import load_sentences, split_sentences
+from asr.decode import beam_search, snap_to_lexicon
 from asr.inference import DecodeOptions, Transcriber
+from asr.lm import WordLM
 from asr.model import CTCModel, encoder_preset
 from asr.package import read_package
+from asr.snr import estimate_snr_db
 from asr.synth import plan_corpus, render, synthesize
+from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, train
 
 console = Console(stderr=True)
@@ -195,6 +207,43 @@ def _train_speed(tmp: Path, seconds: float, encoders: list[str]) -> dict[str, An
     return figures
 
 
+def _median_ms(action: Callable[[], object], repeats: int = 5) -> float:
+    action()  # untimed: caches and indexes are built once, as in a serving process
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 2)
+
+
+def _parts(clip: npt.NDArray[np.float32]) -> dict[str, float]:
+    """What each request pays for decoding and measuring, each part alone."""
+    tokenizer = CharTokenizer.english()
+    rng = random.Random(0)
+    words = ["the", "quick", "brown", "fox", "jumps"] * 4
+    labels = "".join(c * rng.randint(1, 3) + "_" for w in words for c in w + " ")[:250]
+    ids = torch.tensor([0 if c == "_" else tokenizer.symbols.index(c) for c in labels])
+    logits = torch.randn(len(ids), tokenizer.vocab_size, generator=torch.Generator().manual_seed(0))
+    logits[torch.arange(len(ids)), ids] += 6.0  # the label leads each frame by a logit margin
+    log_probs = torch.log_softmax(logits, dim=1)
+    lm = WordLM.from_sentences([" ".join(words)])
+    lexicon: set[str] = set()
+    while len(lexicon) < 50_000:
+        size = min(max(int(rng.gauss(7, 2.5)), 2), 14)
+        lexicon.add("".join(rng.choices(string.ascii_lowercase, k=size)))
+    frozen = frozenset(lexicon)
+    utterance = " ".join(w[:-1] + "q" for w in rng.sample(sorted(frozen), 15))
+    thirty = np.resize(clip, 30 * 16_000)
+    return {
+        "beam_search_ms_10s": _median_ms(
+            lambda: beam_search(log_probs, tokenizer, frame_seconds=0.04, lm=lm, boost={"fox": 2.0})
+        ),
+        "snap_ms_50k_words": _median_ms(lambda: snap_to_lexicon(utterance, frozen)),
+        "snr_ms_30s": _median_ms(lambda: estimate_snr_db(thirty, 16_000)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--package", type=Path, help="a .dg package (default: the bundled one)")
@@ -222,6 +271,7 @@ def main() -> None:
     figures["rtf_beam_lm"] = _rtf(transcriber, clips, DecodeOptions())
     figures["rtf_package_default"] = _rtf(transcriber, clips, transcriber.default_options)
     figures["package_decoding"] = transcriber.default_options.to_dict()
+    figures.update(_parts(decode(clips[0]).samples))
     console.print("a long recording: long-form inference against 20 s windows")
     figures.update(_long_recording(package, texts, clips, transcriber.default_options))
     figures[f"rtf_{args.concurrency}_streams"] = _rtf_concurrent(

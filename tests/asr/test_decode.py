@@ -11,7 +11,6 @@ import json
 import math
 import random
 import string
-import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -333,8 +332,9 @@ class TestBadInput:
             beam_search(path("_a_"), TOK, frame_seconds=FRAME, beam_width=0)
 
 
-class TestBeamSearchSpeed:
-    def test_ten_seconds_of_output_well_under_a_second(self) -> None:
+class TestBeamSearchOnModelLikeOutput:
+    # How fast this runs is a figure of bench/asr.py (beam_search_ms_10s), not a test.
+    def test_ten_seconds_of_output_with_lm_and_boost(self) -> None:
         # model-like output: the label leads each frame by a logit margin, all others are noise
         rng = random.Random(0)
         labels = random_path(["the", "quick", "brown", "fox", "jumps"] * 4, rng)[:250]
@@ -343,11 +343,9 @@ class TestBeamSearchSpeed:
         logits[torch.arange(250), ids] += 6.0
         log_probs = torch.log_softmax(logits, dim=1)
         lm = WordLM.from_sentences(["the quick brown fox jumps"])
-        start = time.perf_counter()
         hyp = beam_search(log_probs, TOK, frame_seconds=FRAME, lm=lm, boost={"fox": 2.0})
-        elapsed = time.perf_counter() - start
         assert hyp.text.startswith("the quick brown fox")
-        assert elapsed < 1.0  # measured ~50 ms on 2 shared cores; 20x room for slow runners
+        assert hyp.words[-1].end <= 250 * FRAME
 
 
 class TestSnapToLexicon:
@@ -381,7 +379,7 @@ class TestSnapToLexicon:
         with pytest.raises(ValueError, match="max_distance_ratio"):
             snap_to_lexicon("fox", self.LEXICON, max_distance_ratio=1.5)
 
-    def test_fast_on_a_large_lexicon(self) -> None:
+    def test_a_large_lexicon(self) -> None:  # its speed: bench/asr.py, snap_ms_50k_words
         rng = random.Random(0)
         lexicon: set[str] = set()
         while len(lexicon) < 50_000:
@@ -390,12 +388,9 @@ class TestSnapToLexicon:
         words = frozenset(lexicon)
         chosen = rng.sample(sorted(words), 15)
         misspelt = [w[:-1] + ("a" if w[-1] != "a" else "b") if len(w) > 3 else w for w in chosen]
-        snap_to_lexicon("warm up the index", words)
-        start = time.perf_counter()
         snapped = snap_to_lexicon(" ".join(misspelt), words)
-        elapsed = time.perf_counter() - start
+        assert len(snapped.split()) == len(misspelt)
         assert all(w in words for w in snapped.split())
-        assert elapsed < 0.2  # measured 2-5 ms per utterance on 2 shared cores
 
 
 class TestWordLMNormalisation:
