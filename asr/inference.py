@@ -47,7 +47,8 @@ class DecodeOptions:
     word_bonus: float = 1.0  # log-domain reward per word, against the LM's bias to fewer words
     snap: bool = True  # replace out-of-vocabulary words by their nearest LM vocabulary word
     # log-domain cost of spelling a word outside the LM vocabulary, paid as soon as the spelling
-    # leaves every vocabulary word (asr.decode.Lexicon); 0 turns the check off
+    # leaves every vocabulary word (asr.decode.Lexicon); 0 turns the check off, and so does a
+    # package without an LM (no vocabulary to check against)
     oov_penalty: float = 0.0
     keywords: Mapping[str, float] = field(default_factory=dict)
 

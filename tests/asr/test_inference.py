@@ -6,6 +6,8 @@ the context covers, and the output has one frame per ``subsampling`` input frame
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -14,9 +16,11 @@ import torch
 from asr.audio import TARGET_RATE, decode
 from asr.features import FeatureConfig
 from asr.inference import Transcriber
+from asr.lm import WordLM
 from asr.model import CTCModel, ModelConfig
 from asr.package import ModelPackage, new_manifest
 from asr.tokenizer import CharTokenizer
+from tests.asr.test_decode import cut_or_cat
 from tests.speech import synth_speech
 
 Audio = npt.NDArray[np.float32]
@@ -100,3 +104,29 @@ class TestWindowedEncoding:
         kept = windowed.window_frames // 4
         # (Attention over a batch and over one window round differently: up to ~1e-3.)
         torch.testing.assert_close(got[:kept], log_probs[0, :kept], atol=5e-3, rtol=1e-3)
+
+
+class TestOutOfVocabularyPenaltyFromThePackage:
+    """A package's ``decoding.oov_penalty`` reaches the beam search, checked against its LM."""
+
+    def _transcriber(self, decoding: dict[str, object]) -> Transcriber:
+        lm = WordLM.from_sentences(["the cat sat", "a cat ran"])
+        package = replace(_package(CONV), lm=lm.to_dict(), decoding=decoding)
+        return Transcriber(package)
+
+    def test_the_penalty_turns_a_non_word_into_the_vocabulary_word(self) -> None:
+        plain = self._transcriber({"lm_weight": 0.0, "word_bonus": 0.0, "snap": False})
+        strict = self._transcriber(
+            {"lm_weight": 0.0, "word_bonus": 0.0, "snap": False, "oov_penalty": 2.0}
+        )
+        assert strict.default_options.oov_penalty == 2.0
+        assert strict.lexicon_prefixes is not None
+        assert "ca" in strict.lexicon_prefixes.prefixes
+        assert plain.decode(cut_or_cat(), plain.default_options).text == "cut"
+        assert strict.decode(cut_or_cat(), strict.default_options).text == "cat"
+
+    def test_a_package_without_lm_has_nothing_to_check_against(self) -> None:
+        package = replace(_package(CONV), decoding={"oov_penalty": 8.0, "snap": False})
+        transcriber = Transcriber(package)
+        assert transcriber.lexicon_prefixes is None
+        assert transcriber.decode(cut_or_cat(), transcriber.default_options).text == "cut"
