@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -309,12 +310,20 @@ class TestPolling:
 
     def test_start_loads_before_returning_and_stop_is_prompt(self, tmp_path: Path) -> None:
         make_package(tmp_path, uuid=UUID)
-        registry = registry_of(tmp_path, poll_seconds=30)
+        registry = registry_of(tmp_path, poll_seconds=600)
         registry.start()
         assert registry.get(UUID) is not None  # no wait: start() scans once itself
-        started = time.monotonic()
-        registry.stop()
-        assert time.monotonic() - started < 1.0
+        poller = registry._thread
+        assert poller is not None
+        assert poller.is_alive()
+        # stop() must wake the poller, not wait out its 10-minute interval. The join bound is a
+        # hang guard (a tenth of the interval), not a speed figure: a poller that sleeps instead
+        # of waiting on the stop event would still be asleep when it expires.
+        stopper = threading.Thread(target=registry.stop)
+        stopper.start()
+        stopper.join(timeout=60)
+        assert not stopper.is_alive(), "stop() waited for the poll interval"
+        assert not poller.is_alive()
 
     def test_stopped_registry_no_longer_polls(self, tmp_path: Path) -> None:
         registry = registry_of(tmp_path, poll_seconds=0.05)
