@@ -243,12 +243,18 @@ class Lexicon:
     ``unk_score_offset``), so non-words leave the beam before they crowd out real ones."""
 
     words: frozenset[str]
-    prefixes: frozenset[str]
+    # every prefix of every word ("" and whole words included) -> the characters that can
+    # follow it in some word, sorted ("" when none can)
+    following: Mapping[str, str]
 
     @classmethod
     def of(cls, words: Iterable[str]) -> Lexicon:
         known = frozenset(words)
-        return cls(known, frozenset(w[:i] for w in known for i in range(1, len(w) + 1)))
+        prefixes = sorted({w[:i] for w in known for i in range(len(w) + 1)})
+        following = dict.fromkeys(prefixes, "")
+        for prefix in prefixes[1:]:  # sorted: each prefix's next characters arrive in order
+            following[prefix[:-1]] += prefix[-1]
+        return cls(known, following)
 
 
 class _Context(NamedTuple):
@@ -273,12 +279,20 @@ class _Scorer:
         oov_penalty: float = 0.0,
     ) -> None:
         self.symbols = tokenizer.symbols
+        self._ids = {char: symbol for symbol, char in enumerate(tokenizer.symbols)}
+        self._space = self._ids[" "]
+        self._letters = frozenset(  # every symbol that spells a word
+            symbol
+            for symbol in range(len(self.symbols))
+            if symbol not in (tokenizer.blank_id, self._space)
+        )
         self._lexicon = lexicon if oov_penalty > 0.0 else None
-        self._oov_penalty = oov_penalty
+        self.oov_penalty = oov_penalty
         self.root = root
         self.start = _Context(0.0, "", None, root)
         self._lm, self._lm_weight, self._word_bonus = lm, lm_weight, word_bonus
         self._cache: dict[tuple[str, str | None], float] = {}
+        self._tolls: dict[tuple[str, _TermNode | None], frozenset[int]] = {}
         # the most one character can add to a context score: a boost step or miss, a word end,
         # plus an LM word score of at most word_bonus (log_prob <= 0, lm_weight >= 0)
         gain, stack = 0.0, [root]
@@ -317,17 +331,40 @@ class _Scorer:
             score += (child.score if child is not None else 0.0) - node.score
         known = context.known
         if known and self._lexicon is not None and child is None:
-            known = word in self._lexicon.prefixes
+            known = word in self._lexicon.following
             if not known:  # spelling no word the lexicon holds: pay for it now, once
-                score -= self._oov_penalty
+                score -= self.oov_penalty
         return _Context(score, word, context.previous, child, known)
 
+    def tolled(self, context: _Context) -> frozenset[int]:
+        """The symbols whose character makes ``context`` pay ``oov_penalty`` in ``advance``.
+
+        Known before the child context is built, so the search can rank an extension by a
+        bound that already includes the penalty and skip building the ones it rules out."""
+        lexicon = self._lexicon
+        if lexicon is None or not context.known:
+            return frozenset()
+        key = (context.word, context.term)
+        tolled = self._tolls.get(key)
+        if tolled is None:
+            tolled = self._letters
+            if context.word and self._unknown_word(context) > 0.0:  # ending here: no word
+                tolled = tolled | {self._space}
+            tolled = tolled.difference(map(self._ids.get, lexicon.following.get(context.word, "")))
+            if context.term is not None:  # spelling on along a boosted term is free
+                tolled = tolled.difference(self._ids[c] for c in context.term.children if c != " ")
+            self._tolls[key] = tolled
+        return tolled
+
     def _unknown_word(self, context: _Context) -> float:
-        """The penalty a finished word still owes: a lexicon prefix that is no word itself."""
+        """The penalty a finished word still owes: a lexicon prefix that is no word itself (a
+        boosted term, or a word of a multi-word one, is a word)."""
         if self._lexicon is None or not context.known or context.word in self._lexicon.words:
             return 0.0
         term = context.term
-        return 0.0 if term is not None and term.weight is not None else self._oov_penalty
+        if term is not None and (term.weight is not None or " " in term.children):
+            return 0.0
+        return self.oov_penalty
 
     def finish(self, context: _Context) -> float:
         """Bonus still owed (or taken back) when the utterance ends after ``context``."""
@@ -429,18 +466,23 @@ def _grow(
         total, last, bonus = beam.total(), beam.emission, beam.context.score
         repeat = last.symbol if last is not None else -1  # "ll" needs a blank between the two
         known = children.get(text, {})
+        tolled = scorer.tolled(beam.context)
         for symbol, grown in known.items():  # into a prefix that already is a beam
             mass = (beam.blank if symbol == repeat else total) + row[symbol]
             step = _new_emission(last, symbol, t, posterior)
             merged = _offer(following, grown, step, following[grown].context, mass)
             merged.label = _logaddexp(merged.label, mass)
         for symbol in candidates:
-            if total + row[symbol] + bonus + scorer.max_gain <= bar:
+            ceiling = bonus + scorer.max_gain
+            if total + row[symbol] + ceiling <= bar:
                 break
+            if symbol in tolled:  # a spelling no known word has: the penalty is certain
+                ceiling -= scorer.oov_penalty
+                if total + row[symbol] + ceiling <= bar:
+                    continue
             mass = (beam.blank if symbol == repeat else total) + row[symbol]
             if symbol not in known and mass > NEG_INF:
-                optimistic = mass + bonus + scorer.max_gain
-                fresh.append((optimistic, mass, text + scorer.symbols[symbol], beam, symbol))
+                fresh.append((mass + ceiling, mass, text + scorer.symbols[symbol], beam, symbol))
 
     # build new prefixes best first while they can still enter the beam
     fresh.sort(key=lambda item: item[0], reverse=True)

@@ -228,6 +228,19 @@ class TestOutOfVocabularyPenalty:
         )
         assert hyp.text == "cat"
 
+    def test_the_words_of_a_boosted_multi_word_term_are_known(self) -> None:
+        # "bog" is a little likelier than "big", and a lexicon word; "big" is only known as the
+        # start of the term "big cat", which must not cost it the penalty at its space
+        columns: list[Mapping[str, float]] = [{"_": 0.9}, {"b": 0.9}, {"_": 0.9}]
+        columns += [{"o": 0.5, "i": 0.4}, {"_": 0.9}, {"g": 0.9}, {"_": 0.9}, {" ": 0.9}]
+        columns += [{c: 0.9} for c in "_c_a_t_"]
+        log_probs = frames(columns)
+        lexicon = Lexicon.of(["bog", "cat"])
+        options = {"frame_seconds": FRAME, "lexicon": lexicon, "oov_penalty": 3.0}
+        assert beam_search(log_probs, TOK, **options).text == "bog cat"  # type: ignore[arg-type]
+        boosted = beam_search(log_probs, TOK, boost={"big cat": 2.0}, **options)  # type: ignore[arg-type]
+        assert boosted.text == "big cat"
+
     def test_no_penalty_leaves_the_search_unchanged(self) -> None:
         rng = random.Random(7)
         for seed in range(5):
@@ -240,7 +253,7 @@ class TestOutOfVocabularyPenalty:
     def test_lexicon_holds_every_prefix(self) -> None:
         lexicon = Lexicon.of(["cat", "cab"])
         assert lexicon.words == {"cat", "cab"}
-        assert lexicon.prefixes == {"c", "ca", "cat", "cab"}
+        assert lexicon.following == {"": "c", "c": "a", "ca": "bt", "cat": "", "cab": ""}
 
     @pytest.mark.parametrize("penalty", [-1.0, math.inf, math.nan])
     def test_rejects_a_negative_or_infinite_penalty(self, penalty: float) -> None:

@@ -121,7 +121,7 @@ class TestOutOfVocabularyPenaltyFromThePackage:
         )
         assert strict.default_options.oov_penalty == 2.0
         assert strict.lexicon_prefixes is not None
-        assert "ca" in strict.lexicon_prefixes.prefixes
+        assert "ca" in strict.lexicon_prefixes.following
         assert plain.decode(cut_or_cat(), plain.default_options).text == "cut"
         assert strict.decode(cut_or_cat(), strict.default_options).text == "cat"
 
