@@ -238,6 +238,16 @@ def free_port() -> int:
         return port
 
 
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds; ``timeout`` is a hang guard, not a speed figure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return bool(condition())
+
+
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[str]:
     """The app served by a real uvicorn on 127.0.0.1 (for the official SDK)."""

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+INTERNAL_ERROR = "The service failed to process the request."  # a 500's err_msg: no internals
+
 
 class MIPError(Exception):
     status_code: ClassVar[int] = 500

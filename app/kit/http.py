@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.context import current_request_id, request_id_var
-from app.kit.errors import HTTP_ERROR_CODES, MIPError
+from app.kit.errors import HTTP_ERROR_CODES, INTERNAL_ERROR, MIPError
 
 log = logging.getLogger("mip.http")
 
@@ -63,7 +63,7 @@ class RequestContextMiddleware:
                 body = orjson.dumps(
                     {
                         "err_code": "INTERNAL_SERVER_ERROR",
-                        "err_msg": "The service failed to process the request.",
+                        "err_msg": INTERNAL_ERROR,
                         "request_id": request_id,
                     }
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import orjson
@@ -14,26 +16,37 @@ from app.kit.auth import Principal, Scope
 from app.kit.context import current_request_id
 from app.kit.db import utcnow
 from app.kit.deps import SessionDep
-from app.kit.errors import BadRequest, Forbidden, MIPError, PayloadTooLarge, UnsupportedMediaType
+from app.kit.errors import (
+    INTERNAL_ERROR,
+    BadRequest,
+    Forbidden,
+    MIPError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from app.kit.settings import Settings
 from app.listen import service
-from app.listen.params import parse_listen_params
+from app.listen.params import APPLIED, MODEL_FEATURES, NO_OPS, REFUSED, parse_listen_params
 from app.listen.remote import fetch_audio
 from app.listen.schemas import ListenResponse, UrlSource
 from app.tenancy.auth import CurrentPrincipal
 
+log = logging.getLogger("mip.listen")
 router = APIRouter(tags=["listen"])
 
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(f"`{name}`" for name in sorted(names))
+
+
+# Built from the parameter tables themselves, so the OpenAPI text cannot drift from the code.
 _PARAMS_DOC = (
-    "Query parameters as Deepgram's: `model`, `language`, `version`, `mip_opt_out` "
-    "(true/false/1/0; absent = opted in unless the contract opts out), `tag`, `keyterm`, "
-    "`keywords` (needs the phoneme and g2p models), `punctuate`, `smart_format`, `replace`, "
-    "`utterances`, `utt_split`, `extra`. No-ops: `tier`, `filler_words`, `numerals`, "
-    "`dictation`, `measurements`, `language_hint`. Features that need their own model "
-    "(`diarize`, `detect_language`, `sentiment`, `intents`, `topics`, `summarize`, `search`) "
-    "get a 400 naming it when it is not installed. Refused (400): `callback`, `multichannel`, "
-    "`redact`, `profanity_filter`, `paragraphs`, `detect_entities`, `encoding`, `sample_rate`, "
-    "`channels`. Unknown parameters are a 400."
+    f"Query parameters as Deepgram's. Applied: {_names(APPLIED)} (`mip_opt_out`: "
+    "true/false/1/0; absent = opted in unless the contract opts out). "
+    f"Accepted, no effect: {_names(NO_OPS)}. "
+    f"Need a feature model of their own, 400 naming it when it is not installed: "
+    f"{_names(MODEL_FEATURES)}. Refused (400 saying why): {_names(REFUSED)}. "
+    "Any other parameter is a 400."
 )
 
 
@@ -94,9 +107,11 @@ async def listen(request: Request, session: SessionDep, principal: Listener) -> 
         await run_in_threadpool(_record_failure, session, runtime, job, err.status_code)
         return JSONResponse(err.body(job.request_id), status_code=err.status_code)
     except Exception:
-        # Not ours (a client gone mid-upload, a bug): still one ledger row, then the 500.
+        # Not ours (a client gone mid-upload, a bug): still one ledger row, then the 500. It is
+        # answered here, not re-raised: a raise would roll the session back, row and all.
+        log.exception("listen request failed", extra={"fields": {"request_id": job.request_id}})
         await run_in_threadpool(_record_failure, session, runtime, job, 500)
-        raise
+        return JSONResponse(MIPError(INTERNAL_ERROR).body(job.request_id), status_code=500)
     finally:
         if acquired:
             limiter.release()

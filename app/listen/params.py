@@ -82,7 +82,7 @@ _SWITCHES = frozenset(
         "summarize",
     }
 )
-_APPLIED = frozenset(
+APPLIED = frozenset(  # parameters that change what the request does
     {
         "model",
         "language",
@@ -205,7 +205,7 @@ def _apply(params: ListenParams, name: str, value: str) -> None:
         params.features.append(name)
         params.feature_models.append(name)
         return
-    if name not in _APPLIED:
+    if name not in APPLIED:
         raise InvalidListenParameter(f"Unknown query parameter '{name}'.")
     if name in {"model", "language", "version"}:
         if not value.strip():

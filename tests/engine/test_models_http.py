@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from deepgram.types.get_model_v1response_batch import GetModelV1ResponseBatch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import Database, SdkFactory, Tenant, make_staff_key
+from tests.conftest import Database, SdkFactory, Tenant, make_staff_key, wait_until
 from tests.engine.conftest import make_package
 
 GENERAL_OLD = "11111111-1111-4111-8111-111111111111"
@@ -167,9 +166,9 @@ class TestServedDirectory:
             return [m["canonical_name"] for m in response.json()["stt"]]
 
         path = make_package(models_dir, name="ctcconv-legal", domain="legal", aliases=["legal"])
-        assert _eventually(lambda: "ctcconv-legal" in listed())
+        assert wait_until(lambda: "ctcconv-legal" in listed())
         path.unlink()
-        assert _eventually(lambda: "ctcconv-legal" not in listed())
+        assert wait_until(lambda: "ctcconv-legal" not in listed())
 
     def test_polling_stops_with_the_app(self, app: FastAPI) -> None:
         with TestClient(app):
@@ -236,12 +235,3 @@ def _sdk_fields(model: Any) -> dict[str, Any]:
 def _schema_ref(operation: dict[str, Any]) -> str:
     ref: str = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     return ref
-
-
-def _eventually(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())

@@ -8,7 +8,6 @@ import os
 import tarfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from app.engine.registry import (
 )
 from app.kit.settings import Settings
 from asr.package import read_manifest
+from tests.conftest import wait_until
 from tests.engine.conftest import make_manifest, make_package, write_tiny
 
 UUID = "6f1c2a9e-4b7d-4c1e-9a55-0123456789ab"
@@ -34,15 +34,6 @@ def registry_of(*dirs: Path, poll_seconds: float = 0.05) -> ModelRegistry:
 
 def served(registry: ModelRegistry) -> list[tuple[str, str]]:
     return [(m.manifest.name, m.manifest.version) for m in registry.models()]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def members_of(path: Path) -> dict[str, bytes]:

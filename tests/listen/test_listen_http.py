@@ -14,18 +14,24 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import orjson
 import pytest
 from deepgram.types.listen_v1response import ListenV1Response
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from app.kit.settings import Settings
 from app.listen.formatting import format_words, split_utterances, transcript_of
 from app.listen.params import REFUSED
+from app.tables import LedgerEntry
+from asr.audio import decode, encode_wav
 from asr.decode import Word
-from tests.conftest import Database, make_staff_key, make_tenant
+from tests.conftest import Database, Tenant, make_staff_key, make_tenant, wait_until
 from tests.engine.conftest import make_package
 from tests.listen.conftest import (
     MODEL_NAME,
@@ -36,7 +42,9 @@ from tests.listen.conftest import (
     Serve,
     assert_error,
     contract_opted_out_tenant,
+    listen_settings,
 )
+from tests.speech import mix_at_snr, white_noise
 
 # Classes whose behaviour does not depend on the database run on SQLite only (time).
 SQLITE_ONLY = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -337,6 +345,54 @@ class TestLedger:
         (row,) = api.ledger()
         assert (row.http_status, row.model_uuid, row.duration_seconds) == (400, MODEL_UUID, 0.0)
 
+    def test_a_client_gone_mid_upload_is_a_500_that_keeps_its_row(
+        self, api: Listen, speech: bytes
+    ) -> None:
+        # Not one of our errors: Starlette's ClientDisconnect, raised while the body streams in.
+        headers = {**api.tenant.headers, "Content-Type": "audio/wav"}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/listen",
+            "raw_path": b"/v1/listen",
+            "query_string": b"tag=gone",
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            + [(b"content-length", str(len(speech)).encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        incoming = [{"type": "http.request", "body": speech[:1024], "more_body": True}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        async def request() -> None:
+            await api.app(scope, receive, send)
+
+        assert api.client.portal is not None
+        api.client.portal.call(request)
+        start, body = sent[0], orjson.loads(sent[1]["body"])
+        assert start["status"] == 500
+        request_id = dict(start["headers"])[b"dg-request-id"].decode()
+        assert body == {
+            "err_code": "INTERNAL_SERVER_ERROR",
+            "err_msg": "The service failed to process the request.",
+            "request_id": request_id,
+        }
+        row = api.entry(request_id)
+        assert (row.http_status, row.tags) == (500, ["gone"])
+        assert (row.amount_micros, row.list_amount_micros, row.sample_selected) == (0, 0, False)
+        assert api.samples() == []
+        assert api.blob_files() == []
+
 
 class TestOptOutParameter:
     def test_spellings(self, api: Listen, speech: bytes) -> None:
@@ -520,6 +576,12 @@ class TestSampling:
         # The fingerprint curation deduplicates by: the response's sha256, of the audio as sent.
         assert sample.audio_sha256 == response.json()["metadata"]["sha256"]
         assert sample.audio_sha256 == hashlib.sha256(speech).hexdigest()
+        # Measured on the decoded audio, as curation balances by them: espeak's speech is clean.
+        duration = response.json()["metadata"]["duration"]
+        assert sample.duration_seconds == pytest.approx(duration, abs=1e-3)
+        assert sample.snr_db_source == "measured"
+        assert sample.snr_db is not None
+        assert sample.snr_db > 20
         row = api.entry(request_id)
         assert (row.sample_selected, row.sample_kept, row.sampling_rate) == (True, True, 1.0)
         blobs = api.blob_files()
@@ -536,6 +598,21 @@ class TestSampling:
         assert audio.content == speech
         transcript = api.client.get(f"{url}/transcript", headers=dataops)
         assert orjson.loads(transcript.content) == response.json()
+
+    def test_a_noisy_request_keeps_the_snr_it_was_sent_at(
+        self, serve: Serve, speech: bytes
+    ) -> None:
+        # Speech mixed with white noise at 10 dB: the kept sample records about 10 dB (the
+        # estimator's accuracy is tests/asr/test_snr.py's), so curation can balance by noise.
+        # Mixed at 16 kHz: noise above 8 kHz would be resampled away, raising the SNR.
+        samples = decode(speech).samples
+        noisy = mix_at_snr(samples, white_noise(len(samples), 0), 10.0)
+        api = serve(sampling_rate=1.0)
+        response = api.post(encode_wav(noisy, 16_000))
+        assert response.status_code == 200, response.text
+        (sample,) = api.samples()
+        assert sample.snr_db_source == "measured"
+        assert sample.snr_db == pytest.approx(10.0, abs=1.5)
 
     def test_rate_zero_keeps_nothing(self, api: Listen, speech: bytes) -> None:
         response = api.post(speech)
@@ -782,6 +859,44 @@ class TestConcurrency:
         rows = api.ledger()
         assert [(r.http_status, r.mip_opt_out) for r in rows] == [(429, True), (200, False)]
         assert rows[0].request_id == busy.headers["dg-request-id"]
+
+
+class TestConcurrencyOverHTTP:
+    """One real uvicorn, one slot: a client that stalls mid-upload holds the slot (it is taken
+    before the body is read), so a second real request is refused, not queued."""
+
+    @pytest.fixture
+    def settings(
+        self, db: Database, tmp_path: Path, models_dir: Path, installed_packages: list[Path]
+    ) -> Settings:
+        return listen_settings(db, tmp_path, models_dir, max_active_requests=1)
+
+    def test_a_stalled_upload_holds_the_slot_then_leaves_a_500_row(
+        self, app: FastAPI, live_server: str, tenant: Tenant, db: Database, speech: bytes
+    ) -> None:
+        limiter = app.state.listen_limiter
+        headers = {**tenant.headers, "Content-Type": "audio/wav"}
+        host, port = live_server.removeprefix("http://").split(":")
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        stalled = socket.create_connection((host, int(port)))
+        stalled.sendall(
+            f"POST /v1/listen?tag=stalled HTTP/1.1\r\nHost: {host}\r\n{head}"
+            f"Content-Length: {len(speech)}\r\n\r\n".encode()
+            + speech[:1024]
+        )
+        try:
+            assert wait_until(lambda: limiter.active == 1)
+            busy = httpx2.post(f"{live_server}/v1/listen?tag=busy", content=speech, headers=headers)
+            assert_error(busy, 429, "Too many concurrent requests (limit 1); retry shortly.")
+        finally:
+            stalled.close()  # the client gives up: the server sees it gone mid-upload
+        assert wait_until(lambda: limiter.active == 0)
+        done = httpx2.post(f"{live_server}/v1/listen?tag=done", content=speech, headers=headers)
+        assert done.status_code == 200, done.text
+        with db.session() as session:
+            rows = session.scalars(select(LedgerEntry).order_by(LedgerEntry.created_at)).all()
+            statuses = {tuple(row.tags): row.http_status for row in rows}
+        assert statuses == {("stalled",): 500, ("busy",): 429, ("done",): 200}
 
 
 class TestAuth:

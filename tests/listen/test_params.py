@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
+from deepgram.listen.v1.media.client import MediaClient
 
 from app.listen.params import (
+    APPLIED,
     KEYTERM_BOOST,
     MAX_LIST,
     MAX_TAGS,
@@ -250,3 +255,35 @@ class TestRequireFeatureModels:
         )
         with pytest.raises(MissingFeatureModel, match="'phoneme' and 'g2p' models"):
             require_feature_models(["keywords"], set())
+
+
+def sdk_parameters() -> list[str]:
+    """Every query parameter the official SDK's transcribe_file and transcribe_url can send."""
+    names: set[str] = set()
+    for method in (MediaClient.transcribe_file, MediaClient.transcribe_url):
+        names |= set(inspect.signature(method).parameters)
+    return sorted(names - {"self", "request", "request_options", "url"})
+
+
+class TestTheSDKsParameters:
+    """A parameter the SDK can send must be applied, a no-op, a feature model's or refused
+    with its reason: never 'Unknown query parameter', which would read as a typo."""
+
+    def test_the_sdk_still_sends_what_these_tests_know(self) -> None:
+        assert {"model", "mip_opt_out", "keyterm", "diarize", "callback"} <= set(sdk_parameters())
+
+    @pytest.mark.parametrize("name", sdk_parameters())
+    def test_every_one_is_handled(self, name: str) -> None:
+        assert name in APPLIED | NO_OPS | MODEL_FEATURES.keys() | REFUSED.keys()
+        refusal = ""  # a value check or a refusal with its reason is fine
+        try:
+            parse(f"{name}=true")
+        except InvalidListenParameter as err:
+            refusal = err.message
+        assert not refusal.startswith("Unknown query parameter"), refusal
+
+    def test_every_one_is_in_the_readme_table(self) -> None:
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        table = readme[readme.index("**Parameters**") : readme.index("**Load.**")]
+        missing = [name for name in sdk_parameters() if f"`{name}" not in table]
+        assert missing == []
