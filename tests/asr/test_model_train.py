@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from asr.data import DataError, collate, length_batches, load_utterances, read_manifest_rows
+from asr.data import (
+    DataError,
+    Utterance,
+    collate,
+    length_batches,
+    load_utterances,
+    read_manifest_rows,
+)
 from asr.features import FeatureConfig, LogMel, mel_filterbank
 from asr.model import CTCModel, ModelConfig, ModelConfigError
 from asr.synth import plan_corpus, synthesize
@@ -121,6 +128,28 @@ class TestData:
         collated = collate([utts[i] for i in batches[0]])
         assert collated.labels.numel() == int(collated.label_lengths.sum())
 
+    def test_batches_group_similar_lengths(self) -> None:
+        # 400 utterances of 0.5-15 s: bucketed batches pad far less than the same batch sizes
+        # filled at random, which is what bucketing is for
+        rng = np.random.default_rng(0)
+        lengths = rng.integers(50, 1500, size=400).tolist()
+        utts = [
+            Utterance(str(i), "a", torch.zeros(n, 2, dtype=torch.float16), torch.ones(1))
+            for i, n in enumerate(lengths)
+        ]
+        batches = length_batches(utts, max_frames=6000, seed=0, epoch=0)
+
+        def padding(groups: list[list[int]]) -> float:
+            padded: int = sum(max(lengths[i] for i in g) * len(g) for g in groups)
+            return 1.0 - float(sum(lengths)) / padded
+
+        order = rng.permutation(len(utts)).tolist()
+        cuts = np.cumsum([len(b) for b in batches])[:-1].tolist()
+        at_random = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+        assert padding(batches) < 0.1
+        assert padding(at_random) > 3 * padding(batches)
+        assert 1 < len(batches) < len(utts)  # real batches, not one each or one in all
+
     def test_batches_differ_between_epochs(self, corpus: Path) -> None:
         utts = load_utterances(corpus, tokenizer=CharTokenizer.english())
         first = length_batches(utts, max_frames=1500, seed=0, epoch=1)
@@ -168,6 +197,29 @@ class TestTrain:
         resumed = train(cfg)
         assert resumed.steps == 40
         assert len(resumed.history) == 3
+
+    def test_progress_bar_on_stderr_and_nothing_without_it(
+        self, corpus: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        def run(progress: bool, name: str) -> str:
+            cfg = TrainConfig(
+                train_manifests=[corpus],
+                valid_manifest=corpus,
+                out_dir=tmp_path / name,
+                model=SMALL,
+                max_minutes=None,
+                max_steps=3,
+                eval_every=1000,
+                batch_frames=3000,
+                progress=progress,
+            )
+            assert train(cfg).steps == 3
+            return capfd.readouterr().err
+
+        shown = run(True, "shown")
+        assert "train: 100%|" in shown  # tqdm's bar, ending full
+        assert "features" in shown  # the feature pass has its own bar
+        assert "%|" not in run(False, "quiet")
 
     def test_training_lowers_the_loss(self, corpus: Path, tmp_path: Path) -> None:
         torch.manual_seed(0)
