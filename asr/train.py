@@ -104,6 +104,9 @@ def train(
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
     device = _pick_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        # Before NCCL starts: otherwise every rank's collectives (barriers) default to GPU 0.
+        torch.cuda.set_device(device)
     if ddp:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     master = rank == 0
