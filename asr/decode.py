@@ -539,10 +539,11 @@ def beam_search(
 
     Speed: per frame only symbols above ``prune_log_prob`` (and the top few) extend a prefix,
     and new prefixes are built best first, stopping once even the largest possible context
-    bonus could not lift one into the beam (an exact cut: the result is unchanged). Measured on
-    a shared 2-core CPU, T=250, V=29, beam 16: 30-45 ms on model-like output (even with every
-    symbol above the threshold), 45-70 ms with an LM and boosting, ~120 ms with both on
-    near-uniform noise.
+    bonus could not lift one into the beam (an exact cut: the result is unchanged); a symbol
+    certain to pay ``oov_penalty`` is ranked with the penalty counted. Figures in
+    docs/benchmarks.md (``bench.asr``): about 35 ms for 10 s of model-like output with an LM and
+    a boosted term at beam 16 (+14% with the penalty), about 2.2 ms per second of audio on the
+    base model's real output.
     """
     scores = _check(log_probs, tokenizer, frame_seconds)  # (T, V)
     if beam_width < 1:
