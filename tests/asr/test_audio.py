@@ -224,6 +224,14 @@ class TestUnrecognisedBytes:
         assert "\\x" not in message
         assert "not audio" not in message  # the payload never reaches the message
 
+    def test_random_bytes_that_open_like_an_mpeg_frame(self) -> None:
+        # 0xFFFB9064 is a valid MPEG-1 Layer III header (128 kbps, 44.1 kHz: a 417-byte
+        # frame); random bytes start like this 1 time in 2,048, and must not be called an MP3.
+        data = bytes.fromhex("fffb9064") + bytes(range(256)) * 12
+
+        with pytest.raises(UnsupportedAudio, match="not a recognised audio file"):
+            decode(data)
+
 
 class TestOtherFormats:
     @pytest.mark.parametrize("fmt", ["AIFF", "AU", "CAF", "W64"])
@@ -260,8 +268,9 @@ class TestTruncatedAudio:
     def test_only_the_first_bytes_left(self, fmt: str, subtype: str) -> None:
         whole = encode(stereo_clip(44_100), 44_100, fmt, subtype)
 
-        with pytest.raises(CorruptAudio):
+        with pytest.raises(CorruptAudio) as caught:
             decode(whole[:600])
+        assert "does not exist" not in str(caught.value)  # libsndfile's words for a bad stream
 
 
 class TestDamagedSamples:
