@@ -25,6 +25,7 @@ COPY README.md ./
 COPY app ./app
 COPY asr ./asr
 COPY curation ./curation
+COPY durable ./durable
 COPY migrations ./migrations
 RUN /opt/mip/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/mip/bin/pip install --no-deps /wheels/*.whl

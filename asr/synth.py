@@ -48,6 +48,8 @@ import soundfile as sf
 from scipy.signal import fftconvolve, resample_poly
 from tqdm import tqdm
 
+from durable import atomic_path, write_atomic
+
 FloatArray = npt.NDArray[np.float32]
 VoiceSplit = Literal["train", "test"]
 
@@ -316,11 +318,7 @@ def synthesize(
 
     manifest = out_dir / "manifest.jsonl"
     lines = [json.dumps(_manifest_row(spec, frames[spec.id])) + "\n" for spec in specs]
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=out_dir, prefix=".manifest-", suffix=".tmp", delete=False
-    ) as handle:
-        handle.writelines(lines)
-    os.replace(handle.name, manifest)
+    write_atomic(manifest, "".join(lines).encode("utf-8"), mode=0o600, fsync=False)
     return manifest
 
 
@@ -355,9 +353,8 @@ def _render_chunk(specs: list[UtteranceSpec], audio_dir: Path) -> dict[str, int]
     for spec in specs:
         samples = render(spec)
         path = audio_dir / f"{spec.id}.wav"
-        partial = path.with_name(f".{spec.id}.wav.tmp")
-        sf.write(partial, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-        os.replace(partial, path)
+        with atomic_path(path, mode=0o644, fsync=False) as partial:
+            sf.write(partial, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
         frames[spec.id] = len(samples)
     return frames
 

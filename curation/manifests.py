@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -34,6 +33,7 @@ from curation.schema import (
     ManifestError,
     coerce,
 )
+from durable import atomic_path
 
 # Written this way so every row has the same format and pandas parses the column in one pass.
 _CREATED_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -80,14 +80,8 @@ def write_manifest(frame: pd.DataFrame, path: Path) -> Path:
 
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(partial)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    partial = Path(name)
-    try:
+    with atomic_path(path, mode=0o600, fsync=False) as partial:
         write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -74,7 +74,15 @@ class TestDockerfile:
 
     def test_copies_every_package_the_wheel_needs(self, dockerfile: list[tuple[str, str]]) -> None:
         copied = " ".join(args_of(dockerfile, "COPY"))
-        for needed in ("pyproject.toml", "README.md", "app", "asr", "curation", "migrations"):
+        for needed in (
+            "pyproject.toml",
+            "README.md",
+            "app",
+            "asr",
+            "curation",
+            "durable",
+            "migrations",
+        ):
             assert needed in copied
 
 

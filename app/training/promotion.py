@@ -14,8 +14,6 @@ The policy and the metrics it reads: :mod:`app.training.policy`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +30,8 @@ from app.samples.runtime import SampleStore
 from app.tables.training import VERSION_STATUSES, ModelVersion, TrainingJob
 from app.training import repository
 from app.training.policy import policy_verdict as policy_verdict  # re-exported
-from asr.package import PackageError, read_manifest
+from asr.manifest import PackageError, read_manifest
+from durable import write_atomic
 
 CANDIDATES_PREFIX = "models/candidates/"
 _TARGET = "model_version"
@@ -187,19 +186,8 @@ def _install(store: SampleStore, version: ModelVersion, models_dir: Path) -> Pat
     """Copy the package into the models folder; the poller sees it whole or not at all."""
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / version.filename
-    # A dot-name without ".dg": the registry ignores it until the rename.
-    fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{version.filename}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in store.blobs.get(version.blob_key):
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # The temporary file's dot-name has no ".dg": the registry ignores it until the rename.
+    write_atomic(target, store.blobs.get(version.blob_key), mode=0o644)
     return target
 
 

@@ -155,7 +155,7 @@ class TestInTraining:
         plain, first, again = run("plain", AugmentConfig()), run("a", policy), run("b", policy)
         assert all(torch.equal(first[k], again[k]) for k in first)  # same seed, same training
         assert any(not torch.equal(first[k], plain[k]) for k in first)  # it did augment
-        state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+        state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
         assert state["train_config"]["augment"] == {
             "freq_warp": 0.1,
             "freq_masks": 2,

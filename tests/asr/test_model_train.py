@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from asr.augment import AugmentConfig
 from asr.data import (
     DataError,
     Utterance,
@@ -24,7 +27,7 @@ from asr.features import FeatureConfig, LogMel, mel_filterbank
 from asr.model import CTCModel, ModelConfig, ModelConfigError
 from asr.synth import plan_corpus, synthesize
 from asr.tokenizer import CharTokenizer, TokenizerError
-from asr.train import TrainConfig, TrainError, load_weights, train
+from asr.train import CHECKPOINT, TrainConfig, TrainError, load_weights, parse_args, train
 
 SMALL = ModelConfig(d_model=32, n_layers=2, kernel_sizes=[5, 7], subsampling_channels=8)
 SENTENCES = [
@@ -275,6 +278,102 @@ class TestTrain:
         torch.save([1, 2], bad)
         with pytest.raises(TrainError, match="not a training checkpoint"):
             load_weights(bad)
+        bad.write_bytes(b"not a checkpoint at all")  # torch's error, as a TrainError
+        with pytest.raises(TrainError, match="refusing to load"):
+            load_weights(bad)
+        bad.write_bytes(b"")
+        with pytest.raises(TrainError, match="cannot read checkpoint"):
+            load_weights(bad)
+
+
+class _MakesDirectory:
+    """Unpickling this calls ``os.mkdir(marker)``: any code a hostile checkpoint could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[[str], None], tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+class TestCheckpointSafety:
+    @pytest.mark.parametrize("where", ["init_from", "resume"])
+    def test_code_in_a_checkpoint_never_runs(
+        self, corpus: Path, tmp_path: Path, where: str
+    ) -> None:
+        out_dir, marker = tmp_path / "run", tmp_path / "marker"
+        hostile = tmp_path / "hostile.pt" if where == "init_from" else out_dir / CHECKPOINT
+        hostile.parent.mkdir(parents=True, exist_ok=True)
+        # Shaped like a training checkpoint; its "model" is the payload.
+        torch.save({"model": _MakesDirectory(marker), "step": 0, "seconds": 0.0}, hostile)
+        cfg = TrainConfig(
+            train_manifests=[corpus],
+            out_dir=out_dir,
+            model=SMALL,
+            init_from=hostile if where == "init_from" else None,
+            max_minutes=None,
+            max_steps=2,
+            progress=False,
+        )
+        with pytest.raises(TrainError, match="refusing to load") as refused:
+            train(cfg)
+        assert str(hostile) in str(refused.value)
+        assert not marker.exists()
+        if where == "init_from":
+            assert not (out_dir / CHECKPOINT).exists()  # refused before any step or save
+        with pytest.raises(TrainError, match="mkdir"):  # the message names the refused callable
+            load_weights(hostile)
+        assert not marker.exists()
+        # The payload is real: a full unpickle (the old weights_only=False) runs it.
+        torch.load(hostile, map_location="cpu", weights_only=False)
+        assert marker.is_dir()
+
+
+class TestCommandLine:
+    REQUIRED = ("--train-manifest", "train.jsonl", "--out-dir", "out")
+
+    def test_defaults_are_train_configs(self) -> None:
+        parsed = parse_args(self.REQUIRED)
+        expected = TrainConfig(train_manifests=[Path("train.jsonl")], out_dir=Path("out"))
+        for spec in dataclasses.fields(TrainConfig):
+            assert getattr(parsed, spec.name) == getattr(expected, spec.name), spec.name
+        assert parsed.max_minutes == 10.0  # TrainConfig's, not the old CLI's unset budget
+
+    def test_flags_reach_the_config(self) -> None:
+        cfg = parse_args(
+            [
+                *self.REQUIRED,
+                *("--train-manifest", "more.jsonl", "--valid-manifest", "valid.jsonl"),
+                *("--init-from", "base.pt", "--max-minutes", "none", "--max-steps", "7"),
+                *("--encoder", "conv", "--d-model", "32", "--n-layers", "2", "--lr", "0.01"),
+                *("--batch-frames", "1500", "--eval-every", "3", "--device", "cpu"),
+                *("--freq-warp", "0.1", "--spec-augment", "--no-progress"),
+            ]
+        )
+        assert cfg.train_manifests == [Path("train.jsonl"), Path("more.jsonl")]
+        assert (cfg.valid_manifest, cfg.init_from) == (Path("valid.jsonl"), Path("base.pt"))
+        assert (cfg.max_minutes, cfg.max_steps) == (None, 7)
+        assert cfg.model == ModelConfig(d_model=32, n_layers=2, kernel_sizes=[11, 13])
+        assert (cfg.lr, cfg.batch_frames, cfg.eval_every, cfg.device) == (0.01, 1500, 3, "cpu")
+        assert cfg.augment == AugmentConfig.spec_augment(freq_warp=0.1)
+        assert cfg.progress is False
+        assert parse_args([*self.REQUIRED, "--max-minutes", "2.5"]).max_minutes == 2.5
+
+    def test_help_shows_the_defaults(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            parse_args(["--help"])
+        assert exited.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
+        defaults = TrainConfig()
+        for flag, value in [
+            ("--lr", defaults.lr),
+            ("--max-minutes", defaults.max_minutes),
+            ("--batch-frames", defaults.batch_frames),
+            ("--eval-every", defaults.eval_every),
+            ("--d-model", defaults.model.d_model),
+            ("--n-layers", defaults.model.n_layers),
+        ]:
+            assert f"(default: {value})" in text.split(flag, 2)[2].split(" --", 1)[0], flag
 
 
 class TestTorchrun:
@@ -314,7 +413,7 @@ class TestTorchrun:
         )
         assert result.returncode == 0, result.stderr[-2000:]
         assert "steps=4" in result.stdout
-        state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+        state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
         assert state["step"] == 4
 
 

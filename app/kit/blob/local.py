@@ -14,12 +14,10 @@ from __future__ import annotations
 import builtins
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from app.kit.blob import (
     SEGMENT_PATTERN,
@@ -31,6 +29,7 @@ from app.kit.blob import (
     validate_key,
     validate_prefix,
 )
+from durable import fsync_folder, write_atomic
 
 TEMP_DIR = ".tmp"  # no key segment can start with '.', so no key can reach it
 # A key whose path is a folder, or runs through a file ("a/b" when "a" is a file), is not a blob.
@@ -49,24 +48,21 @@ class LocalBlobStore:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         target = self._path(key)
-        with self._os_errors("put", key):
-            # mkstemp creates the file 0600, under root so that the rename stays on one filesystem.
-            fd, temp_name = tempfile.mkstemp(dir=self._temp_dir, prefix="put-", suffix=".part")
-        temp = Path(temp_name)
+        caller_errors: builtins.list[OSError] = []
         try:
-            with open(fd, "wb") as handle:
-                written = self._write_durably(handle, chunks, key)
-            with self._os_errors("put", key):
-                self._make_folders(target.parent)
-                os.replace(temp, target)
-        except BaseException:
-            # Whatever failed (the caller's chunk iterator included), nothing half-written stays.
-            temp.unlink(missing_ok=True)
-            raise
-        with self._os_errors("put", key):
-            # The rename is durable only once the folder holding the new name is on disk.
-            _fsync_folder(target.parent)
-        return written
+            self._make_folders(target.parent)
+            # The temp file is 0600 from the start, under root so that the rename stays on one
+            # filesystem; whatever fails (the caller's chunk iterator included), it is removed.
+            return write_atomic(
+                target,
+                _noting_errors(chunks, caller_errors),
+                mode=0o600,
+                temp_dir=self._temp_dir,
+            )
+        except OSError as exc:
+            if exc in caller_errors:
+                raise  # the caller's chunks failed, not the store
+            raise self._error("put", key, exc) from exc
 
     def get(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
@@ -163,17 +159,6 @@ class LocalBlobStore:
                 except FileNotFoundError:
                     continue  # deleted while listing
 
-    def _write_durably(self, handle: BinaryIO, chunks: Iterable[bytes], key: str) -> int:
-        written = 0
-        for chunk in chunks:
-            with self._os_errors("put", key):
-                handle.write(chunk)
-            written += len(chunk)
-        with self._os_errors("put", key):
-            handle.flush()
-            os.fsync(handle.fileno())
-        return written
-
     def _make_folders(self, folder: Path) -> None:
         missing: builtins.list[Path] = []
         while not folder.exists():
@@ -184,7 +169,7 @@ class LocalBlobStore:
                 created.mkdir(mode=0o700)
             except FileExistsError:
                 continue  # a concurrent put made it
-            _fsync_folder(created.parent)
+            fsync_folder(created.parent)
 
     def _checked_read(
         self, read: Callable[[int], bytes | None], key: str
@@ -210,9 +195,10 @@ class LocalBlobStore:
         )
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def _noting_errors(chunks: Iterable[bytes], errors: builtins.list[OSError]) -> Iterator[bytes]:
+    """The chunks; an OSError the caller's iterator raises is noted in errors, then propagates."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        yield from chunks
+    except OSError as exc:
+        errors.append(exc)
+        raise

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.kit.crypto.segments import DATA_KEY_SIZE, NONCE_SIZE, TAG_SIZE, encode_context
 from app.kit.errors import MIPError
+from durable import write_atomic
 
 KEY_FILE_FORMAT = 1
 LOCAL_VERSION_PREFIX = "local-"
@@ -190,7 +191,8 @@ class LocalKeyProvider:
             "current": current,
             "keys": {version: base64.b64encode(kek).decode() for version, kek in keys.items()},
         }
-        _write_atomically(self.path, json.dumps(document, indent=2).encode() + b"\n")
+        # A secret: 0600, the temporary file included.
+        write_atomic(self.path, json.dumps(document, indent=2).encode() + b"\n", mode=0o600)
 
 
 class AwsKmsKeyProvider:
@@ -317,23 +319,3 @@ def _parse_key_file(path: Path, raw: bytes) -> tuple[str, dict[str, bytes]]:
     if current not in keys or any(len(kek) != DATA_KEY_SIZE for kek in keys.values()):
         raise KeyProviderError(f"key file {path} is malformed (bad current version or key size)")
     return current, keys
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
