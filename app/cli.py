@@ -1,48 +1,149 @@
-"""``mip``: the command line of the service (serve, worker, migrate, bootstrap, billing, audit)."""
+"""``mip``: the command line of the service (serve, worker, migrate, bootstrap, billing, audit).
+
+Each command group lives beside its domain (``app/<domain>/cli.py``) and is imported only
+when it runs: ``mip orgs list`` loads tenancy, not torch, pandas or great-expectations (a
+test checks the modules a command loads). ``mip --help`` lists the groups from
+:data:`GROUPS` without importing any of them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
+import typer.core
+import typer.main
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from app.audit.cli import audit_app
-from app.billing.cli import billing_app
-from app.datasets.cli import curate_app
-from app.engine.cli import asr_app
+# Typer 0.29 vendors the part of click it uses; its groups take these classes.
+from typer._click import Command, Context
+
 from app.kit.cli import err_console, print_json, print_record
 from app.kit.errors import MIPError
 from app.kit.settings import get_settings
-from app.pricing.cli import prices_app
-from app.samples.cli import crypto_app, store_app
-from app.tenancy.cli import keys_app, orgs_app, projects_app, resellers_app, staff_app
-from app.training.cli import models_app, train_app
+
+
+@dataclass(frozen=True, slots=True)
+class LazyGroup:
+    """A command group named here and built from ``module:attribute`` Typer apps on use."""
+
+    help: str
+    parts: tuple[str, ...]
+
+    def load(self, name: str) -> Command:
+        apps = [_attribute(part) for part in self.parts]
+        if len(apps) == 1:
+            group = apps[0]
+        else:  # one group made of several domains' commands (``mip store``)
+            group = typer.Typer(help=self.help)
+            for part in apps:
+                group.registered_commands.extend(part.registered_commands)
+        command = typer.main.get_group(group)
+        command.name = name
+        return command
+
+
+def _attribute(path: str) -> typer.Typer:
+    module, _, attribute = path.partition(":")
+    found: typer.Typer = getattr(importlib.import_module(module), attribute)
+    return found
+
+
+# Top-level groups, in ``mip --help`` order. Their help is written here so that listing them
+# imports nothing; a test checks that it is each group's own help.
+GROUPS: dict[str, LazyGroup] = {
+    "resellers": LazyGroup(
+        "Resellers (optional owners of customer organizations).",
+        ("app.tenancy.cli:resellers_app",),
+    ),
+    "orgs": LazyGroup(
+        "Organizations: plan, contract terms, retention.", ("app.tenancy.cli:orgs_app",)
+    ),
+    "projects": LazyGroup(
+        "Projects under organizations (Deepgram's 'project').", ("app.tenancy.cli:projects_app",)
+    ),
+    "keys": LazyGroup(
+        "Project API keys (the secret is shown once).", ("app.tenancy.cli:keys_app",)
+    ),
+    "staff": LazyGroup(
+        "Staff keys with a role: admin, billing, dataops, auditor.",
+        ("app.tenancy.cli:staff_app",),
+    ),
+    "prices": LazyGroup(
+        "The price book: rate per audio minute by plan and model tier.",
+        ("app.pricing.cli:prices_app",),
+    ),
+    "audit": LazyGroup("The hash-chained audit log.", ("app.audit.cli:audit_app",)),
+    "billing": LazyGroup(
+        "Billing: period reports, invoice reconciliation, period close.",
+        ("app.billing.cli:billing_app",),
+    ),
+    "store": LazyGroup(
+        "The encrypted sample store: verify, label, erase, purge, audit sampling.",
+        (
+            "app.samples.cli:store_app",
+            "app.erasure.cli:erasure_app",
+            "app.sampling.cli:sampling_app",
+        ),
+    ),
+    "crypto": LazyGroup(
+        "Envelope keys: rotate the key-encryption key or a data key.",
+        ("app.samples.cli:crypto_app",),
+    ),
+    "asr": LazyGroup(
+        "The ASR engine: synthetic corpora, base model training, evaluation.",
+        ("app.engine.cli:asr_app",),
+    ),
+    "curate": LazyGroup(
+        "Curation: build versioned, validated, balanced training sets from the sample store.",
+        ("app.datasets.cli:curate_app",),
+    ),
+    "train": LazyGroup(
+        "Fine-tuning jobs: submit, follow, cancel (run by `mip worker`).",
+        ("app.training.cli:train_app",),
+    ),
+    "models": LazyGroup(
+        "Model versions trained here: inspect, promote, demote, reject.",
+        ("app.training.cli:models_app",),
+    ),
+}
+
+
+class MipGroup(typer.core.TyperGroup):
+    """The ``mip`` group: its own commands plus :data:`GROUPS`, imported when one runs."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in GROUPS if n not in self.commands)]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in GROUPS:
+            # For listing only (help, completion): a stand-in that carries the help text.
+            return typer.core.TyperGroup(name=cmd_name, help=GROUPS[cmd_name].help)
+        return command
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        name = args[0] if args else None
+        if name is not None and name in GROUPS and name not in self.commands:
+            self.add_command(GROUPS[name].load(name), name)
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="mip",
+    cls=MipGroup,
     help="MIP Governance Service: ledger, MIP pricing, billing, sample store, audit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Effective configuration.")
 app.add_typer(config_app, name="config")
-app.add_typer(resellers_app, name="resellers")
-app.add_typer(orgs_app, name="orgs")
-app.add_typer(projects_app, name="projects")
-app.add_typer(keys_app, name="keys")
-app.add_typer(staff_app, name="staff")
-app.add_typer(prices_app, name="prices")
-app.add_typer(audit_app, name="audit")
-app.add_typer(billing_app, name="billing")
-app.add_typer(store_app, name="store")
-app.add_typer(crypto_app, name="crypto")
-app.add_typer(asr_app, name="asr")
-app.add_typer(curate_app, name="curate")
-app.add_typer(train_app, name="train")
-app.add_typer(models_app, name="models")
 
 
 @config_app.command("show")
@@ -60,7 +161,7 @@ def migrate(
     ] = False,
 ) -> None:
     """Apply the database migrations (creates the SQLite file on first run)."""
-    from app.kit import migrate as migrations
+    from migrations import run as migrations
 
     settings = get_settings()
     url = settings.effective_database_url
@@ -141,7 +242,7 @@ def main() -> None:
         sys.exit(1)
 
 
-__all__ = ["app", "main", "print_json"]
+__all__ = ["GROUPS", "app", "main", "print_json"]
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ from app.billing.endpoints import router as billing_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
+from app.erasure.endpoints import router as erasure_router
 from app.health.endpoints import router as health_router
 from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.heap import settle_heap
@@ -25,6 +26,9 @@ from app.listen.service import ActiveRequests, ListenRuntime, TranscriberCache
 from app.pricing.endpoints import router as pricing_router
 from app.samples.endpoints import router as samples_router
 from app.samples.runtime import open_sample_store
+from app.sampling.endpoints import router as sampling_router
+from app.sampling.policy import load_sampling_config
+from app.tenancy.auth import authenticate
 from app.tenancy.endpoints import router as tenancy_router
 from app.training.endpoints import jobs_router as training_jobs_router
 from app.training.endpoints import versions_router as model_versions_router
@@ -66,13 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    # The kit's dependencies ask tenancy (which owns the keys) who is calling through this.
+    app.state.authenticate = authenticate
     app.state.store = open_sample_store(settings)
-    app.state.sampling = app.state.store.sampling
+    app.state.sampling = load_sampling_config(settings)
     app.state.models = registry
     app.state.listen = ListenRuntime(
         models=registry,
         transcribers=TranscriberCache(),
         store=app.state.store,
+        sampling=app.state.sampling,
         max_audio_seconds=settings.listen_max_audio_seconds,
     )
     app.state.listen_limiter = ActiveRequests(settings.max_active_requests)
@@ -87,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         billing_router,
         samples_router,
+        sampling_router,
+        erasure_router,
         datasets_router,
         training_jobs_router,
         model_versions_router,

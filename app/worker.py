@@ -20,10 +20,10 @@ from typing import cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import verify_chain
+from app.erasure.service import purge_expired
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
-from app.samples.lifecycle import purge_expired
 from app.samples.runtime import SampleStore, open_sample_store
 from app.training.queue import Executor, default_worker_id, work_once
 

@@ -8,7 +8,7 @@
 The candidate keeps the base's architecture, features, tokenizer and decoder settings; it
 trains from the base's weights with a fresh draw of general speech (``mix_manifest``) in every
 epoch against forgetting, and its word LM is the base's plus the training transcripts, so domain
-words become known to the beam search and to lexicon snapping (../shared/notes/asr-recipe.md).
+words become known to the beam search and to lexicon snapping.
 Both models are scored on ``eval_manifest`` with the same decoder settings; the candidate's
 manifest records the training set's lineage and both models' figures.
 

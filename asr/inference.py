@@ -82,6 +82,9 @@ class Transcription:
 WINDOW_SECONDS = 20.0
 CONTEXT_SECONDS = 4.0
 WINDOW_BATCH = 4  # windows per forward pass
+# Log-domain bonus of a key term that carries no weight of its own (Deepgram's ``keyterm``);
+# the service and the local ``mip asr transcribe`` boost by the same amount.
+KEYTERM_BOOST = 4.0
 PAUSE_SECONDS = 0.4  # a pause at least this long ends a word (asr.decode.pause_segments)
 
 # Long-form audio (a call, a meeting, clips back to back) is not what the model learnt from:

@@ -11,7 +11,7 @@ Two encoders, chosen by ``ModelConfig.encoder``:
   curve, test WER 0.609 against 0.744 (docs/benchmarks.md, "Choosing the encoder").
 - ``"conv"`` (``ModelConfig``'s own default, small and fast to build in tests): QuartzNet-style
   time-channel separable convolutions with BatchNorm and residual connections, the best WER per
-  CPU minute in the first measurement (../shared/notes/asr-recipe.md), not in the later one.
+  CPU minute in a first feasibility run on 2 CPU cores, not in the later one.
 
 A recurrent (BiGRU) encoder is not offered: in that first measurement it still emitted only
 blanks after 2 minutes while training 5-12x slower than the conv stack.

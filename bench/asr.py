@@ -52,7 +52,6 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
-from app.kit.migrate import upgrade
 from app.kit.settings import BUNDLED_MODELS_DIR, Settings
 from app.main import create_app
 from app.tenancy import service as tenancy
@@ -67,6 +66,7 @@ from asr.snr import estimate_snr_db
 from asr.synth import plan_corpus, render, synthesize
 from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, train
+from migrations.run import upgrade
 
 console = Console(stderr=True)
 

@@ -45,7 +45,7 @@ from app.ledger import repository as ledger_repository
 from app.ledger.repository import LEDGER_COLUMNS, existing_hashes
 from app.ledger.schemas import LedgerBatchIn, LedgerEventIn
 from app.ledger.service import event_hash, ingest_batch
-from app.samples.sampling import SamplingConfig
+from app.sampling.policy import SamplingConfig
 from app.tenancy import service as tenancy
 from bench.ledger_common import (
     ACTOR,

@@ -22,7 +22,7 @@ import psycopg
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from app.kit.migrate import upgrade
+from migrations.run import upgrade
 
 ROOT = str(Path(__file__).resolve().parents[1])
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"

@@ -32,16 +32,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.consent.service import resolve_opt_out
 from app.kit.blob.local import LocalBlobStore
 from app.kit.crypto import LocalKeyProvider, decrypt_stream, encode_context, encrypt_stream
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
-from app.kit.migrate import upgrade
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import record_request
 from app.samples.runtime import SampleStore
-from app.samples.sampling import SamplingConfig, SamplingPolicy, sampling_score
-from app.samples.service import blob_key, store_sample
+from app.samples.service import blob_key, candidate_for, keep_for
+from app.sampling.policy import SamplingConfig, SamplingPolicy, sampling_score
 from app.tenancy import service as tenancy
+from migrations.run import upgrade
 
 console = Console(stderr=True)
 MB = 1 << 20
@@ -229,7 +230,7 @@ def bench_unsampled_request(
             organization_id=organization_id,
             model_name="general",
             request_id="req-0123456789abcdef",
-            opted_out=False,
+            opt_out=resolve_opt_out(None, contract_opt_out=False),
             http_status=200,
         ),
         20_000,
@@ -263,13 +264,12 @@ def _wav_of(size: int) -> bytes:
 def bench_store_sample(
     workdir: Path, factory: sessionmaker[Session], project_id: uuid.UUID, runs: int
 ) -> dict[str, Any]:
-    """store_sample end to end: checks, audio decode, SNR, data key, encrypt, put, catalog row."""
+    """keep_for end to end: guards, audio decode, SNR, data key, encrypt, put, catalog row."""
     audio = _wav_of(MB)
     config = SamplingConfig(secret=SECRET, default_rate=1.0)  # every request is selected
     store = SampleStore(
         blobs=LocalBlobStore(workdir / "samples"),
         keys=LocalKeyProvider(workdir / "keys.json"),
-        sampling=config,
         max_bytes=64 * MB,
         max_seconds=3600.0,
     )
@@ -280,17 +280,11 @@ def bench_store_sample(
             record_request(session, _event(project_id, request_id), sampling=config)
         start = time.perf_counter()
         with session_scope(factory) as session:
-            store_sample(
-                session,
-                store,
-                project_id=project_id,
-                request_id=request_id,
-                audio=audio,
-                transcript=b'{"results": {}}',
-            )
+            entry = candidate_for(session, project_id=project_id, request_id=request_id)
+            keep_for(session, store, entry, audio=audio, response=b'{"results": {}}')
         if index > 0:  # the first creates the organization's data key
             seconds.append(time.perf_counter() - start)
-    console.log(f"store_sample: {runs} samples done")
+    console.log(f"keep_for: {runs} samples done")
     return {
         "runs": runs,
         "audio_bytes": len(audio),
@@ -325,7 +319,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--requests", type=int, default=300, help="unsampled requests recorded (default 300)"
     )
     parser.add_argument(
-        "--sample-runs", type=int, default=10, help="store_sample end-to-end runs (default 10)"
+        "--sample-runs", type=int, default=10, help="keep_for end-to-end runs (default 10)"
     )
     return parser.parse_args(argv)
 

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller (``app.kit.migrate``) or the settings."""
+"""Alembic environment: the URL comes from the caller (``migrations.run``) or the settings."""
 
 from __future__ import annotations
 

@@ -31,12 +31,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.db import Base, create_db_engine, make_sessionmaker, session_scope
-from app.kit.migrate import upgrade
 from app.kit.settings import Settings
 from app.main import create_app
-from app.samples.sampling import SamplingConfig
+from app.sampling.policy import SamplingConfig
 from app.tables import PriceBookEntry
 from app.tenancy import service as tenancy
+from migrations.run import upgrade
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 # For service calls made directly in tests (the app reads its own from settings).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import inspect, text
 
 from app.kit.db import Base, create_db_engine
-from app.kit.migrate import current_heads, downgrade, upgrade
+from migrations.run import current_heads, downgrade, upgrade
 
 
 def _tables(url: str) -> set[str]:

@@ -11,8 +11,7 @@ from app.audit import repository
 from app.audit.schemas import AuditEntriesRead, AuditEntryRead, ChainVerificationRead
 from app.audit.service import verify_chain
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep
-from app.tenancy.auth import require_roles
+from app.kit.deps import SessionDep, require_roles
 
 router = APIRouter(prefix="/v1/governance/audit", tags=["audit"])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -17,9 +17,9 @@ from app.billing.schemas import (
     ReconciliationResult,
 )
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep
+from app.kit.deps import SessionDep, require_roles
 from app.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from app.tenancy.auth import require_roles
+from app.kit.openapi import error_responses
 
 router = APIRouter(prefix="/v1/governance/billing", tags=["billing"])
 
@@ -29,11 +29,13 @@ BillingStaff = Annotated[Principal, Depends(require_roles(Role.BILLING))]
 MAX_INVOICE_BYTES = 16 * 1024 * 1024
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv"})
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Bad period, format, organization id or CSV (the message says which)"},
-    401: {"description": "Missing or invalid key"},
-    403: {"description": "Not a staff key with role billing or admin"},
-}
+_ERRORS = error_responses(
+    401,
+    specific={
+        400: "Bad period, format, organization id or CSV (the message says which)",
+        403: "Not a staff key with role billing or admin",
+    },
+)
 
 
 async def invoice_csv_body(request: Request) -> bytes:
@@ -156,7 +158,7 @@ def reconcile(
         "in the next open period. Audit-logged. 409 when already closed. Needs role `billing` "
         "or `admin`."
     ),
-    responses={**_ERRORS, 409: {"description": "The period is already closed"}},
+    responses={**_ERRORS, **error_responses(specific={409: "The period is already closed"})},
 )
 def close_period(principal: BillingStaff, session: SessionDep, period: str) -> BillingPeriodRead:
     closed = service.close(session, period=period, actor=principal.actor)

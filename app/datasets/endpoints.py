@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -18,21 +18,18 @@ from app.datasets.schemas import (
     TrainingSetSummary,
 )
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep
-from app.samples.endpoints import StoreDep
-from app.tenancy.auth import require_roles
+from app.kit.deps import SessionDep, require_roles
+from app.kit.openapi import error_responses
+from app.samples.deps import StoreDep
 
 router = APIRouter(prefix="/v1/governance/datasets", tags=["datasets"])
 
 Builder = Annotated[Principal, Depends(require_roles(Role.DATAOPS))]
 Reader = Annotated[Principal, Depends(require_roles(Role.DATAOPS, Role.AUDITOR))]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed input (the message names what to fix)"},
-    401: {"description": "Missing or invalid key"},
-    403: {"description": "Needs a staff key with role dataops (or auditor to read)"},
-    404: {"description": "No such training set"},
-}
+_ERRORS = error_responses(
+    400, 401, 404, specific={403: "Needs a staff key with role dataops (or auditor to read)"}
+)
 
 
 @router.post(
@@ -46,7 +43,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "duplicates, SNR), balances the rest over the given dimensions within the hours "
         "budget, and records the exact sample ids. Reports: `/reports/{name}`."
     ),
-    responses={**_ERRORS, 409: {"description": "Nothing passed validation and balancing"}},
+    responses={
+        **_ERRORS,
+        **error_responses(specific={409: "Nothing passed validation and balancing"}),
+    },
 )
 def build_training_set(
     session: SessionDep, store: StoreDep, principal: Builder, body: TrainingSetCreate

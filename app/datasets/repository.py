@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from app.kit.db import paged, utcnow
 from app.tables.datasets import TrainingSet, TrainingSetSample
+from app.tables.erasure import ErasureRequest
 from app.tables.ledger import LedgerEntry
-from app.tables.samples import DataKey, ErasureRequest, Sample
+from app.tables.samples import DataKey, Sample
 from app.tables.tenancy import Organization
 
 _INSERT_BATCH = 1000

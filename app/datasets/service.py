@@ -307,42 +307,22 @@ def taint_sets(
     return changed
 
 
-def taint_for_erasure(
+def sets_holding(
     session: Session,
     *,
-    erasure_id: uuid.UUID,
-    organization_id: uuid.UUID,
-    project_id: uuid.UUID | None,
-    actor: str,
+    organization_id: uuid.UUID | None = None,
+    project_id: uuid.UUID | None = None,
+    sample_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
-    """Every set holding samples of the erased organization (or project) is tainted."""
+    """The training sets holding any of ``sample_ids``, or any sample of the organization
+    (or of this project of it): what an erasure or a purge must taint."""
+    if sample_ids is not None:
+        return repository.sets_holding_samples(session, sample_ids)
+    if organization_id is None:
+        raise ValueError("Name sample_ids or an organization_id.")
     if project_id is None:
-        set_ids = repository.sets_holding_organization(session, organization_id)
-    else:
-        sample_ids = repository.project_sample_ids(
-            session, organization_id=organization_id, project_id=project_id
-        )
-        set_ids = repository.sets_holding_samples(session, sample_ids)
-    return taint_sets(
-        session,
-        set_ids,
-        reason=f"erasure {erasure_id}",
-        actor=actor,
-        organization_id=organization_id,
-        details={"erasure_id": str(erasure_id)},
+        return repository.sets_holding_organization(session, organization_id)
+    held = repository.project_sample_ids(
+        session, organization_id=organization_id, project_id=project_id
     )
-
-
-def taint_for_purge(
-    session: Session, *, sample_ids: Sequence[uuid.UUID], actor: str
-) -> list[uuid.UUID]:
-    """Sets holding samples purged at their retention deadline can no longer be rebuilt."""
-    set_ids = repository.sets_holding_samples(session, sample_ids)
-    return taint_sets(
-        session,
-        set_ids,
-        reason="samples purged at their retention deadline",
-        actor=actor,
-        organization_id=None,
-        details={"purged_samples": len(sample_ids)},
-    )
+    return repository.sets_holding_samples(session, held)

@@ -222,9 +222,8 @@ def transcribe_command(
     keyterm: Annotated[list[str] | None, typer.Option(help="Boost a term (repeat).")] = None,
 ) -> None:
     """Transcribe one file locally with a package (no service, nothing recorded)."""
-    from app.listen.params import KEYTERM_BOOST
     from asr.audio import AudioError, decode
-    from asr.inference import Transcriber
+    from asr.inference import KEYTERM_BOOST, Transcriber
     from asr.package import PackageError, read_package
 
     try:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.engine.registry import ModelRegistry
 from app.engine.schemas import ModelsRead, SttModelRead
-from app.tenancy.auth import CurrentPrincipal
+from app.kit.deps import CurrentPrincipal
+from app.kit.openapi import error_responses
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed query parameter"},
-    401: {"description": "Missing or invalid key"},
-}
+_ERRORS = error_responses(401, specific={400: "Malformed query parameter"})
 
 
 def get_registry(request: Request) -> ModelRegistry:
@@ -56,7 +54,7 @@ def list_models(
     "/models/{model_id}",
     response_model=SttModelRead,
     summary="One model by its uuid",
-    responses={**_ERRORS, 404: {"description": "No installed model has this uuid"}},
+    responses={**_ERRORS, **error_responses(specific={404: "No installed model has this uuid"})},
 )
 def get_model(model_id: str, registry: RegistryDep, _principal: CurrentPrincipal) -> SttModelRead:
     return SttModelRead.of(registry.get_or_raise(model_id))

@@ -17,18 +17,20 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.kit.errors import BadRequest, NotFound
 from app.kit.settings import Settings
-from asr.package import (
+from asr.manifest import (
     ASR_KIND,
-    ModelPackage,
     PackageError,
     PackageManifest,
     filename_matches,
     parse_package_filename,
-    read_package,
 )
+
+if TYPE_CHECKING:
+    from asr.package import ModelPackage
 
 log = logging.getLogger("mip.engine")
 
@@ -221,6 +223,9 @@ class ModelRegistry:
         return found
 
     def _load(self, path: Path, fingerprint: Fingerprint) -> _Entry | None:
+        # Imported here: reading weights needs torch, which the command line never loads.
+        from asr.package import read_package
+
         try:
             package = read_package(path)
             manifest = package.manifest

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kit.context import current_request_id
-from app.kit.migrate import current_heads
+from migrations.run import current_heads
 
 router = APIRouter(tags=["health"])
 

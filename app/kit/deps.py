@@ -1,15 +1,26 @@
-"""FastAPI dependencies shared by every domain."""
+"""FastAPI dependencies shared by every domain: the session, the settings, the caller.
+
+Who the caller is comes from the tenancy domain, which owns the key table; the kit cannot
+import it (it sits below every domain), so the application factory hands the kit its
+:data:`Authenticator` on ``app.state.authenticate``. Role checks live here, so that any domain
+(the audit log included) can require a role without importing tenancy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.kit.auth import Principal, Role
 from app.kit.db import session_scope
+from app.kit.errors import Forbidden
 from app.kit.settings import Settings
+
+# (session, the Authorization header or None) -> the caller, or Unauthorized.
+Authenticator = Callable[[Session, str | None], Principal]
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -28,3 +39,26 @@ def get_app_settings(request: Request) -> Settings:
 # acknowledged write is a committed write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    authenticate: Authenticator = request.app.state.authenticate
+    principal = authenticate(session, request.headers.get("authorization"))
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """Dependency factory: a staff key holding one of ``roles`` (admin always passes)."""
+    allowed = {Role.ADMIN, *roles}
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"This endpoint needs a staff key with role: {names}.")
+        return principal
+
+    return dependency

@@ -10,11 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep, SettingsDep
+from app.kit.deps import SessionDep, SettingsDep, require_roles
 from app.kit.errors import PayloadTooLarge
 from app.ledger import service
 from app.ledger.schemas import LedgerBatchIn, LedgerBatchOut
-from app.tenancy.auth import require_roles
 
 router = APIRouter(prefix="/v1/governance/ledger", tags=["ledger"])
 

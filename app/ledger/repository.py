@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from itertools import chain
+from typing import Any, TypedDict
 
 import orjson
 from sqlalchemy import String, Uuid, insert, select, text, tuple_
@@ -15,6 +17,58 @@ from app.tables.ledger import BillingPeriod, LedgerEntry
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(c.name for c in LedgerEntry.__table__.columns)
 _LOOKUP_CHUNK = 1000
+
+
+class LedgerRow(TypedDict):
+    """One ledger row to write, every column by name but the row id (assigned on write).
+
+    Built as a dict literal, which mypy checks key by key and which costs a fraction of a
+    keyword call on the ingest hot loop (a 34-field NamedTuple built by keywords made a batch's
+    rows 30% slower to build). Nothing depends on the order of its keys: ``COPY`` names its
+    columns from the first row's keys. The check below the class fails at import when the row
+    and the table no longer have the same columns.
+    """
+
+    request_id: str
+    organization_id: uuid.UUID
+    project_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    created_at: dt.datetime
+    endpoint: str
+    method: str
+    model_name: str
+    model_uuid: str | None
+    model_version: str | None
+    model_tier: str
+    language: str | None
+    features: list[str]
+    tags: list[str]
+    duration_seconds: float
+    channels: int
+    http_status: int
+    mip_opt_out: bool
+    opt_out_source: str
+    sample_kept: bool
+    sample_selected: bool
+    sampling_rate: float | None
+    plan: str
+    price_book_version: str
+    rate_micros_per_minute: int
+    discount_bps: int
+    list_amount_micros: int
+    discount_micros: int
+    amount_micros: int
+    usage_period: str
+    billing_period: str
+    is_adjustment: bool
+    event_hash: str
+    recorded_at: dt.datetime
+
+
+if {"id", *LedgerRow.__required_keys__} != set(LEDGER_COLUMNS):
+    raise RuntimeError(
+        f"LedgerRow's keys must be ledger_entries' columns but its id: {LEDGER_COLUMNS[1:]}"
+    )
 
 
 def existing_hashes(
@@ -98,10 +152,10 @@ def get_period(session: Session, period: str) -> BillingPeriod | None:
     return session.get(BillingPeriod, period)
 
 
-def insert_rows(session: Session, rows: Iterable[tuple[Any, ...]]) -> int:
+def insert_rows(session: Session, rows: Iterable[LedgerRow]) -> int:
     """Write ledger rows in the session's transaction; returns how many.
 
-    A row holds the values of LEDGER_COLUMNS after the first: the row id is assigned here.
+    The row id is assigned here.
     On PostgreSQL the rows stream into ``COPY`` as the iterable yields them (psycopg sends
     every 32 KB): the server inserts the rows sent while Python builds the next ones. A
     writer thread (psycopg's ``QueuedLibpqWriter``) made it slower, 0.196 s against 0.181 s
@@ -110,20 +164,18 @@ def insert_rows(session: Session, rows: Iterable[tuple[Any, ...]]) -> int:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return _copy_rows(connection.connection.driver_connection, rows)
-    batch = [dict(zip(LEDGER_COLUMNS, (uuid.uuid4(), *row), strict=True)) for row in rows]
+    batch = [{"id": uuid.uuid4(), **row} for row in rows]
     if batch:
         session.execute(insert(LedgerEntry), batch)
     return len(batch)
 
 
-if LEDGER_COLUMNS[0] != "id":  # rows arrive without their id, which is written first
-    raise RuntimeError(f"ledger_entries must start with its id, not {LEDGER_COLUMNS[0]}")
-_UUIDS_AT = tuple(
-    i
-    for i, column in enumerate(LedgerEntry.__table__.columns)
+_UUID_COLUMNS = frozenset(
+    column.name
+    for column in LedgerEntry.__table__.columns
     if isinstance(column.type, Uuid) and column.name != "id"
 )
-_JSON_AT = tuple(LEDGER_COLUMNS.index(name) for name in ("features", "tags"))
+_JSON_COLUMNS = frozenset({"features", "tags"})
 _IDS_PER_DRAW = 1024
 # Sets the version (4) and variant (RFC 4122) bits of random bytes, one table per byte.
 _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
@@ -139,8 +191,15 @@ def _random_ids(count: int) -> list[str]:
     return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
-def _copy_rows(raw: Any, rows: Iterable[tuple[Any, ...]]) -> int:
-    columns = ", ".join(LEDGER_COLUMNS)
+def _copy_rows(raw: Any, rows: Iterable[LedgerRow]) -> int:
+    pending = iter(rows)
+    first = next(pending, None)
+    if first is None:
+        return 0
+    # The columns by the rows' own keys (every row comes from one dict literal: same order).
+    names = ("id", *first)
+    uuids_at = tuple(i for i, name in enumerate(names) if name in _UUID_COLUMNS)
+    json_at = tuple(i for i, name in enumerate(names) if name in _JSON_COLUMNS)
     count = 0
     # UUIDs go as text, so psycopg's C dumpers format every value; organization, project and
     # key ids repeat within a batch, so each of those is formatted once.
@@ -148,13 +207,13 @@ def _copy_rows(raw: Any, rows: Iterable[tuple[Any, ...]]) -> int:
     dumps = orjson.dumps
     ids: list[str] = []
     with raw.cursor() as cursor:
-        with cursor.copy(f"COPY ledger_entries ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY ledger_entries ({', '.join(names)}) FROM STDIN") as copy:
             write_row = copy.write_row
-            for row in rows:
+            for row in chain((first,), pending):
                 if not ids:
                     ids = _random_ids(_IDS_PER_DRAW)
-                values = [ids.pop(), *row]
-                for i in _UUIDS_AT:
+                values: list[Any] = [ids.pop(), *row.values()]
+                for i in uuids_at:
                     value = values[i]
                     if value is not None:
                         number = value.int
@@ -162,7 +221,7 @@ def _copy_rows(raw: Any, rows: Iterable[tuple[Any, ...]]) -> int:
                         if text_ is None:
                             text_ = texts[number] = str(value)
                         values[i] = text_
-                for i in _JSON_AT:
+                for i in json_at:
                     values[i] = dumps(values[i]).decode()
                 write_row(values)
                 count += 1

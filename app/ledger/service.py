@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
@@ -22,12 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
+from app.consent.service import resolve_opt_out
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
+from app.ledger.repository import LedgerRow
 from app.ledger.schemas import LedgerEventIn
 from app.pricing.service import ContractTerms, PriceBook, price_request
-from app.samples.sampling import SamplingConfig, SamplingPolicy
+from app.sampling.policy import SamplingConfig, SamplingPolicy
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
@@ -160,11 +161,6 @@ def _check_keys(session: Session, events: list[LedgerEventIn]) -> None:
         )
 
 
-# A row's values in the table's column order (repository.LEDGER_COLUMNS), without its first
-# column, the row id, which the repository assigns as it writes.
-Row = tuple[Any, ...]
-
-
 class _RowBuilder:
     """Prices one event and lays out its ledger row; everything per batch is read once.
 
@@ -192,23 +188,18 @@ class _RowBuilder:
         self._billing: dict[str, str] = {}
         self._now = now
 
-    def __call__(self, event: LedgerEventIn, digest: str) -> Row:
+    def __call__(self, event: LedgerEventIn, digest: str) -> LedgerRow:
         org = self._terms[event.project_id.int]
-        if org.contract_opt_out:
-            opt_out, source = True, "contract"
-        elif event.mip_opt_out is not None:
-            opt_out, source = event.mip_opt_out, "request"
-        else:
-            opt_out, source = False, "default"
+        opt_out = resolve_opt_out(event.mip_opt_out, contract_opt_out=org.contract_opt_out)
         status = event.status
         created = event.created
-        price = price_request(
+        plan, version, rate, discount_bps, list_amount, discount, amount = price_request(
             self._book,
             org,
             tier=event.model_tier,
             at=created,
             duration_seconds=event.duration,
-            mip_opt_out=opt_out,
+            mip_opt_out=opt_out.mip_opt_out,
             http_status=status,
         )
         usage_period = f"{created.year:04d}-{created.month:02d}"
@@ -220,39 +211,46 @@ class _RowBuilder:
             organization_id=org.id,
             model_name=event.model,
             request_id=event.request_id,
-            opted_out=opt_out,
+            opt_out=opt_out,
             http_status=status,
         )
-        return (
-            event.request_id,
-            org.id,
-            event.project_id,
-            event.api_key_id,
-            created,
-            event.endpoint,
-            event.method,
-            event.model,
-            event.model_uuid,
-            event.model_version,
-            event.model_tier,
-            event.language,
-            event.features,
-            event.tags,
-            event.duration,
-            event.channels,
-            status,
-            opt_out,
-            source,
-            False,  # sample_kept: set when the store keeps the audio
-            selected,
-            sampling_rate,
-            *price,  # plan, version, rate, discount, list, discount and net amounts
-            usage_period,
-            billing_period,
-            billing_period != usage_period,
-            digest,
-            self._now,
-        )
+        row: LedgerRow = {
+            "request_id": event.request_id,
+            "organization_id": org.id,
+            "project_id": event.project_id,
+            "api_key_id": event.api_key_id,
+            "created_at": created,
+            "endpoint": event.endpoint,
+            "method": event.method,
+            "model_name": event.model,
+            "model_uuid": event.model_uuid,
+            "model_version": event.model_version,
+            "model_tier": event.model_tier,
+            "language": event.language,
+            "features": event.features,
+            "tags": event.tags,
+            "duration_seconds": event.duration,
+            "channels": event.channels,
+            "http_status": status,
+            "mip_opt_out": opt_out.mip_opt_out,
+            "opt_out_source": opt_out.source,
+            "sample_kept": False,  # set when the sample store keeps the audio
+            "sample_selected": selected,
+            "sampling_rate": sampling_rate,
+            "plan": plan,
+            "price_book_version": version,
+            "rate_micros_per_minute": rate,
+            "discount_bps": discount_bps,
+            "list_amount_micros": list_amount,
+            "discount_micros": discount,
+            "amount_micros": amount,
+            "usage_period": usage_period,
+            "billing_period": billing_period,
+            "is_adjustment": billing_period != usage_period,
+            "event_hash": digest,
+            "recorded_at": self._now,
+        }
+        return row
 
 
 def _conflict_message(conflicts: list[tuple[uuid.UUID, str]]) -> str:
@@ -274,7 +272,7 @@ class _Plan:
     duplicates: int
     build: _RowBuilder
 
-    def rows(self, *, chunk: int = 500) -> Iterator[Row]:
+    def rows(self, *, chunk: int = 500) -> Iterator[LedgerRow]:
         """The new rows, hashed a chunk at a time (batch dumps) as they are consumed."""
         build = self.build
         for start in range(0, len(self.new), chunk):
@@ -363,12 +361,11 @@ def ingest_batch(
     """
     plan = _plan(session, events, sampling)
     adjustments = 0
-    adjustment_at = repository.LEDGER_COLUMNS.index("is_adjustment") - 1  # no id in a Row
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Iterator[LedgerRow]:
         nonlocal adjustments
         for row in plan.rows():
-            adjustments += row[adjustment_at]
+            adjustments += row["is_adjustment"]
             yield row
 
     try:
@@ -392,8 +389,8 @@ def record_request(
 ) -> LedgerEntry:
     """Record one request in-process (``/v1/listen``); returns the row (existing if identical).
 
-    The row carries the sampling decision: ``sample_selected`` tells the caller whether to
-    hand the audio to :func:`app.samples.service.store_sample`.
+    The row carries the effective opt-out and the sampling decision: ``sample_selected``
+    tells the caller whether to offer the audio to the sample store (whose guards decide).
     """
     plan = _plan(session, [event], sampling)
     if not plan.new:
@@ -402,8 +399,7 @@ def record_request(
         )
         assert entry is not None  # a plan writes nothing only for a recorded duplicate
         return entry
-    values = (uuid.uuid4(), *next(plan.rows()))
-    entry = LedgerEntry(**dict(zip(repository.LEDGER_COLUMNS, values, strict=True)))
+    entry = LedgerEntry(id=uuid.uuid4(), **next(plan.rows()))
     session.add(entry)
     try:
         session.flush()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.kit.auth import Principal, Scope
 from app.kit.context import current_request_id
 from app.kit.db import utcnow
-from app.kit.deps import SessionDep
+from app.kit.deps import CurrentPrincipal, SessionDep
 from app.kit.errors import (
     INTERNAL_ERROR,
     BadRequest,
@@ -29,7 +29,6 @@ from app.listen import service
 from app.listen.params import APPLIED, MODEL_FEATURES, NO_OPS, REFUSED, parse_listen_params
 from app.listen.remote import fetch_audio
 from app.listen.schemas import ListenResponse, UrlSource
-from app.tenancy.auth import CurrentPrincipal
 
 log = logging.getLogger("mip.listen")
 router = APIRouter(tags=["listen"])

@@ -23,6 +23,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from app.kit.errors import BadRequest
+from asr.inference import KEYTERM_BOOST
 
 
 class InvalidListenParameter(BadRequest):
@@ -112,7 +113,6 @@ _SINGLE = frozenset(
         *_SWITCHES,
     }
 )
-KEYTERM_BOOST = 4.0  # log-domain bonus of a keyterm (keyterms carry no weight of their own)
 MAX_LIST = 100  # keywords, keyterms, replacements, extras per request
 MAX_TAGS = 64  # the ledger keeps at most 64 tags per request
 MAX_VALUE = 256

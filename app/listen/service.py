@@ -26,8 +26,10 @@ from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import record_request
 from app.listen.formatting import format_words, split_utterances, transcript_of
 from app.listen.params import InvalidListenParameter, ListenParams, require_feature_models
+from app.samples import service as samples
 from app.samples.runtime import SampleStore
-from app.samples.service import keep_sample
+from app.sampling.policy import SamplingConfig
+from app.tables.ledger import LedgerEntry
 from asr.audio import AudioError, AudioTooLong, decode
 from asr.inference import Transcriber
 
@@ -109,6 +111,7 @@ class ListenRuntime:
     models: ModelRegistry
     transcribers: TranscriberCache
     store: SampleStore
+    sampling: SamplingConfig
     max_audio_seconds: float
 
 
@@ -146,10 +149,8 @@ def transcribe(
         duration=decoded.source.duration,
     )
 
-    entry = record_request(
-        session, ledger_event(request, status=200), sampling=runtime.store.sampling
-    )
-    if entry.sample_selected and not entry.sample_kept:
+    entry = record_request(session, ledger_event(request, status=200), sampling=runtime.sampling)
+    if entry.sample_selected:
         _keep(session, runtime.store, entry=entry, audio=audio, body=body)
     return body
 
@@ -164,18 +165,24 @@ def _check_boost(params: ListenParams, transcriber: Transcriber) -> None:
 
 
 def _keep(
-    session: Session, store: SampleStore, *, entry: Any, audio: bytes, body: dict[str, Any]
+    session: Session,
+    store: SampleStore,
+    *,
+    entry: LedgerEntry,
+    audio: bytes,
+    body: dict[str, Any],
 ) -> None:
-    # A sample that cannot be kept must not fail the customer's request: the savepoint undoes
-    # the sample's rows, the ledger row stays (selected, not kept) for audit-sampling to show.
+    # The store's guards decide (an erasure under way refuses, for one). A sample that cannot
+    # be kept must not fail the customer's request: the savepoint undoes the sample's rows,
+    # the ledger row stays (selected, not kept) for audit-sampling to show.
     try:
         with session.begin_nested():
-            keep_sample(
+            samples.keep_for(
                 session,
                 store,
-                entry=entry,
+                entry,
                 audio=audio,
-                transcript=orjson.dumps(body),
+                response=orjson.dumps(body),
                 audio_sha256=body["metadata"]["sha256"],
             )
     except Exception as exc:
@@ -189,14 +196,14 @@ def record_failure(
     session: Session, runtime: ListenRuntime, request: ListenRequest, status: int
 ) -> None:
     """The ledger row of a request that failed with ``status`` (after a rollback)."""
-    record_request(session, ledger_event(request, status=status), sampling=runtime.store.sampling)
+    record_request(session, ledger_event(request, status=status), sampling=runtime.sampling)
 
 
 def ledger_event(request: ListenRequest, *, status: int) -> LedgerEventIn:
     params = request.params
     model = request.model
     # An unparseable opt-out is recorded as opted out: the safe reading of a failed request.
-    opt_out = params.mip_opt_out if params is not None else True
+    mip_opt_out = params.mip_opt_out if params is not None else True
     return LedgerEventIn(
         request_id=request.request_id,
         project_id=request.principal.project_id,
@@ -215,7 +222,7 @@ def ledger_event(request: ListenRequest, *, status: int) -> LedgerEventIn:
         duration=request.duration,
         channels=request.channels,
         status=status,
-        mip_opt_out=opt_out,
+        mip_opt_out=mip_opt_out,
     )
 
 

@@ -7,12 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep
+from app.kit.deps import SessionDep, require_roles
 from app.kit.money import micros_to_usd
 from app.pricing import service
 from app.pricing.schemas import PriceBookRead, PriceCreate, PriceRead
 from app.tables.pricing import PriceBookEntry
-from app.tenancy.auth import require_roles
 
 router = APIRouter(prefix="/v1/governance/prices", tags=["pricing"])
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from app.kit.errors import BadRequest
 from app.tables.samples import ATTRIBUTE_SOURCES, ATTRIBUTES
-from curation.schema import VOCABULARIES
+from curation.vocabulary import VOCABULARIES
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SNR_RANGE = (-20.0, 100.0)

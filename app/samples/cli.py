@@ -1,4 +1,8 @@
-"""``mip store`` (samples: verify, purge, label, erase, audit-sampling) and ``mip crypto``."""
+"""``mip store`` (samples: verify, label) and ``mip crypto`` (envelope keys).
+
+The ``store`` group also holds the erasure domain's commands (erase, erasures,
+purge-expired) and the sampling domain's audit-sampling: ``app.cli`` puts them together.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +28,14 @@ from app.kit.cli import (
 from app.kit.db import session_scope
 from app.kit.errors import BadRequest
 from app.kit.settings import get_settings
-from app.samples import keys, lifecycle, repository
+from app.samples import keys, repository
 from app.samples.attributes import check_attributes
-from app.samples.integrity import audit_sampling, verify_store
+from app.samples.integrity import verify_store
 from app.samples.runtime import SampleStore, open_sample_store
 from app.samples.service import label_sample
 from app.tables.samples import ATTRIBUTES, DataKey, Sample
 
-store_app = typer.Typer(help="The encrypted sample store: verify, purge, label, erase.")
+store_app = typer.Typer(help="The encrypted sample store: verify, label.")
 crypto_app = typer.Typer(help="Envelope keys: rotate the key-encryption key or a data key.")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -65,17 +69,6 @@ def verify(json_output: JsonOption = False) -> None:
             err_console.print(f"[yellow]orphan blob[/yellow] {orphan}")
     if not report.ok:
         raise typer.Exit(1)
-
-
-@store_app.command("purge-expired")
-def purge_expired(json_output: JsonOption = False) -> None:
-    """Delete samples past their retention deadline (blob and row), skipping legal holds."""
-    with cli_sessionmaker() as factory:
-        report = lifecycle.purge_expired(factory, _store(), actor=CLI_ACTOR)
-    if json_output:
-        print_json({"purged": report.purged, "batches": report.batches})
-    else:
-        console.print(f"Purged {report.purged} expired samples.")
 
 
 def _read_label_csv(path: Path) -> list[tuple[uuid.UUID, dict[str, Any]]]:
@@ -131,96 +124,6 @@ def label(
         print_json({"labeled": len(rows)})
     else:
         console.print(f"Labeled {len(rows)} samples.")
-
-
-@store_app.command("audit-sampling")
-def audit_sampling_command(json_output: JsonOption = False) -> None:
-    """Recompute every ledger row's sampling decision from the secret (exit 1 on a mismatch)."""
-    with cli_session() as session:
-        audit = audit_sampling(session, _store())
-    payload = {
-        "ok": audit.ok,
-        "ledger_rows": audit.rows,
-        "selected": audit.selected,
-        "mismatches": audit.mismatches[:100],
-        "kept_without_selection": audit.kept_without_selection[:100],
-    }
-    if json_output:
-        print_json(payload)
-    else:
-        state = "[green]all decisions recompute[/green]" if audit.ok else "[red]MISMATCH[/red]"
-        console.print(f"{state}: {audit.rows} ledger rows, {audit.selected} selected.")
-    if not audit.ok:
-        raise typer.Exit(1)
-
-
-def _erasure_payload(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "scope": row.scope,
-        "organization_id": str(row.organization_id),
-        "project_id": str(row.project_id) if row.project_id else None,
-        "status": row.status,
-        "stores": row.stores,
-        "counts": row.counts,
-        "reason": row.reason,
-    }
-
-
-@store_app.command("erase")
-def erase(
-    org: Annotated[uuid.UUID | None, typer.Option("--org", help="Organization to erase.")] = None,
-    project: Annotated[
-        uuid.UUID | None, typer.Option("--project", help="Only this project of --org.")
-    ] = None,
-    resume: Annotated[
-        uuid.UUID | None, typer.Option("--resume", help="Resume this erasure request.")
-    ] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Erase an organization's samples (keys destroyed first) or one project's; or resume."""
-    if (org is None) == (resume is None):
-        raise BadRequest("Give --org (and optionally --project), or --resume ID.")
-    store = _store()
-    with cli_sessionmaker() as factory:
-        if resume is None:
-            assert org is not None
-            with session_scope(factory) as session:
-                erasure_id = lifecycle.request_erasure(
-                    session, organization_id=org, project_id=project, actor=CLI_ACTOR
-                ).id
-        else:
-            erasure_id = resume
-        row = lifecycle.run_erasure(factory, store, erasure_id, actor=CLI_ACTOR)
-    payload = _erasure_payload(row)
-    if json_output:
-        print_json(payload)
-    else:
-        console.print(f"Erasure {row.id}: {row.status} {row.stores} {row.counts}")
-        if row.reason:
-            err_console.print(f"[red]{row.reason}[/red] — resume with --resume {row.id}")
-    if row.status != "done":
-        raise typer.Exit(1)
-
-
-@store_app.command("erasures")
-def erasures(json_output: JsonOption = False) -> None:
-    """Erasure requests and their tombstones (counts per store)."""
-    with cli_session() as session:
-        rows = [
-            _erasure_payload(r) for r in repository.list_erasures(session, organization_id=None)
-        ]
-    if json_output:
-        print_json(rows)
-        return
-    print_table(
-        "Erasure requests",
-        ["id", "scope", "organization", "status", "stores", "counts"],
-        [
-            [r["id"], r["scope"], r["organization_id"], r["status"], r["stores"], r["counts"]]
-            for r in rows
-        ],
-    )
 
 
 @crypto_app.command("rotate-kek")

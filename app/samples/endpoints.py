@@ -1,4 +1,4 @@
-"""Samples HTTP: intake from a gateway, catalog, labels, content reads, rates, erasure."""
+"""Samples HTTP: intake from a gateway, catalog, labels, content reads."""
 
 from __future__ import annotations
 
@@ -10,48 +10,23 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.kit.auth import Principal, Role, Scope
-from app.kit.db import session_scope
-from app.kit.deps import SessionDep
+from app.kit.deps import CurrentPrincipal, SessionDep, require_roles
 from app.kit.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
-from app.samples import lifecycle, rates, repository, service
-from app.samples.runtime import SampleStore
-from app.samples.schemas import (
-    ErasureIn,
-    ErasureRead,
-    ReferenceIn,
-    SampleList,
-    SampleRead,
-    SampleUpdate,
-    SamplingRateIn,
-    SamplingRateRead,
-    SamplingRates,
-)
-from app.tenancy.auth import CurrentPrincipal, require_roles
+from app.kit.openapi import error_responses
+from app.samples import repository, service
+from app.samples.deps import StoreDep
+from app.samples.schemas import ReferenceIn, SampleList, SampleRead, SampleUpdate
 
 router = APIRouter(prefix="/v1/governance", tags=["samples"])
 
 Admin = Annotated[Principal, Depends(require_roles())]
 Labeler = Annotated[Principal, Depends(require_roles(Role.DATAOPS))]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed input (the message names what to fix)"},
-    401: {"description": "Missing or invalid key"},
-    403: {"description": "The key's role or scope does not allow this"},
-    404: {"description": "No such sample, request or project for this key"},
-}
-
-
-def get_store(request: Request) -> SampleStore:
-    store: SampleStore = request.app.state.store
-    return store
-
-
-StoreDep = Annotated[SampleStore, Depends(get_store)]
+_ERRORS = error_responses(400, 401, 403, 404)
 
 
 class _InMemoryParser(MultiPartParser):
@@ -110,7 +85,12 @@ async def _field(form: FormData, name: str, *, required: bool = True) -> bytes |
         "anything else is refused (409) before the audio is read, and nothing is written. "
         "Needs a staff key with role `admin` (an upstream gateway)."
     ),
-    responses={**_ERRORS, 409: {"description": "Opted out, not selected, or already stored"}},
+    responses={
+        **_ERRORS,
+        **error_responses(
+            specific={409: "Opted out, failed, not selected, already stored, or under erasure"}
+        ),
+    },
 )
 async def create_sample(
     request: Request, session: SessionDep, store: StoreDep, _principal: Admin
@@ -126,9 +106,9 @@ async def create_sample(
             raise BadRequest("project_id is not a UUID.") from None
         if not request_id:
             raise BadRequest("request_id is empty.")
-        # The rules first: an opted-out request is refused before its audio is touched.
+        # The guards first: an opted-out request is refused before its audio is touched.
         entry = await run_in_threadpool(
-            service.check_candidate, session, project_id=project_id, request_id=request_id
+            service.candidate_for, session, project_id=project_id, request_id=request_id
         )
         audio = await _field(form, "audio")
         transcript = await _field(form, "transcript")
@@ -147,12 +127,12 @@ async def create_sample(
     assert audio is not None
     assert transcript is not None
     sample = await run_in_threadpool(
-        service.keep_sample,
+        service.keep_for,
         session,
         store,
-        entry=entry,
+        entry,
         audio=audio,
-        transcript=transcript,
+        response=transcript,
         attributes=attributes,
     )
     return SampleRead.of(sample)
@@ -291,137 +271,4 @@ for _kind in ("audio", "transcript", "reference"):
         responses={**_ERRORS, 200: {"description": f"The {_kind} as it was received"}},
         response_class=Response,
         name=f"read_sample_{_kind}",
-    )
-
-
-@router.get("/sampling-rates", response_model=SamplingRates, responses=_ERRORS)
-def list_sampling_rates(session: SessionDep, store: StoreDep, _principal: Admin) -> SamplingRates:
-    return SamplingRates(
-        default_rate=store.sampling.default_rate,
-        rates=[SamplingRateRead.model_validate(r) for r in repository.list_sampling_rates(session)],
-    )
-
-
-@router.put(
-    "/sampling-rates",
-    response_model=SamplingRateRead,
-    summary="Set the sampling rate of an organization, a model, or a model in an organization",
-    responses=_ERRORS,
-)
-def set_sampling_rate(
-    session: SessionDep, principal: Admin, body: SamplingRateIn
-) -> SamplingRateRead:
-    row = rates.set_rate(
-        session,
-        organization_id=body.organization_id,
-        model_name=body.model,
-        rate=body.rate,
-        actor=principal.actor,
-    )
-    return SamplingRateRead.model_validate(row)
-
-
-@router.delete("/sampling-rates/{rate_id}", status_code=204, responses=_ERRORS)
-def delete_sampling_rate(session: SessionDep, principal: Admin, rate_id: uuid.UUID) -> Response:
-    rates.delete_rate(session, rate_id, actor=principal.actor)
-    return Response(status_code=204)
-
-
-def _erasure_scope(principal: Principal, body: ErasureIn) -> tuple[uuid.UUID, uuid.UUID | None]:
-    if body.scope == "project" and body.project_id is None:
-        raise BadRequest("scope 'project' needs project_id.")
-    if principal.is_staff:
-        if principal.role != Role.ADMIN:
-            raise Forbidden("Only the admin role can request an erasure.")
-        if body.organization_id is None:
-            raise BadRequest("organization_id is required.")
-        return body.organization_id, body.project_id if body.scope == "project" else None
-    if Scope.SAMPLES_WRITE not in principal.scopes:
-        raise Forbidden("This key lacks the 'samples:write' scope.")
-    if body.scope != "project" or body.project_id != principal.project_id:
-        raise Forbidden("A project key can request the erasure of its own project only.")
-    assert principal.organization_id is not None
-    return principal.organization_id, principal.project_id
-
-
-@router.post(
-    "/erasure-requests",
-    status_code=201,
-    response_model=ErasureRead,
-    summary="Erase an organization's or a project's samples (crypto-shredding for organizations)",
-    description=(
-        "Runs at once and answers with the request's state: `done` only when nothing of the "
-        "scope remains; `failed` with the reason otherwise (resume it). Staff admin keys: any "
-        "scope; a project key with `samples:write`: its own project."
-    ),
-    responses={**_ERRORS, 409: {"description": "An erasure of this scope is already open"}},
-)
-def create_erasure(
-    request: Request, store: StoreDep, principal: CurrentPrincipal, body: ErasureIn
-) -> ErasureRead:
-    organization_id, project_id = _erasure_scope(principal, body)
-    factory = request.app.state.sessionmaker
-    with session_scope(factory) as session:
-        row = lifecycle.request_erasure(
-            session, organization_id=organization_id, project_id=project_id, actor=principal.actor
-        )
-        erasure_id = row.id
-    return ErasureRead.model_validate(
-        lifecycle.run_erasure(factory, store, erasure_id, actor=principal.actor)
-    )
-
-
-def _visible_erasure(session: Session, principal: Principal, erasure_id: uuid.UUID) -> ErasureRead:
-    row = lifecycle.get_erasure(session, erasure_id)
-    if principal.is_staff:
-        if principal.role not in {Role.ADMIN, Role.AUDITOR}:
-            raise Forbidden("Only admin and auditor staff keys can read erasure requests.")
-    elif row.organization_id != principal.organization_id or row.project_id != principal.project_id:
-        raise lifecycle.ErasureNotFound(f"Erasure request {erasure_id} not found.")
-    return ErasureRead.model_validate(row)
-
-
-@router.get(
-    "/erasure-requests",
-    response_model=list[ErasureRead],
-    summary="Erasure requests and tombstones (admin, auditor; a project key: its own)",
-    responses=_ERRORS,
-)
-def list_erasures(
-    session: SessionDep, principal: CurrentPrincipal, organization_id: uuid.UUID | None = None
-) -> list[ErasureRead]:
-    if principal.is_staff:
-        if principal.role not in {Role.ADMIN, Role.AUDITOR}:
-            raise Forbidden("Only admin and auditor staff keys can read erasure requests.")
-        rows = repository.list_erasures(session, organization_id=organization_id)
-    else:
-        rows = [
-            r
-            for r in repository.list_erasures(session, organization_id=principal.organization_id)
-            if r.project_id == principal.project_id
-        ]
-    return [ErasureRead.model_validate(r) for r in rows]
-
-
-@router.get("/erasure-requests/{erasure_id}", response_model=ErasureRead, responses=_ERRORS)
-def get_erasure(
-    session: SessionDep, principal: CurrentPrincipal, erasure_id: uuid.UUID
-) -> ErasureRead:
-    return _visible_erasure(session, principal, erasure_id)
-
-
-@router.post(
-    "/erasure-requests/{erasure_id}/resume",
-    response_model=ErasureRead,
-    summary="Resume a failed or interrupted erasure from its first unfinished store",
-    responses=_ERRORS,
-)
-def resume_erasure(
-    request: Request, store: StoreDep, principal: Admin, erasure_id: uuid.UUID
-) -> ErasureRead:
-    factory = request.app.state.sessionmaker
-    with session_scope(factory) as session:
-        lifecycle.get_erasure(session, erasure_id)
-    return ErasureRead.model_validate(
-        lifecycle.run_erasure(factory, store, erasure_id, actor=principal.actor)
     )

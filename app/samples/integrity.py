@@ -1,8 +1,7 @@
-"""``mip store verify`` and ``mip store audit-sampling``: proofs an auditor can rerun.
+"""``mip store verify``: a proof an auditor can rerun.
 
 verify authenticates every object (every GCM tag, the segment order and the final flag)
 without keeping plaintext, and matches the catalog against the blob store both ways.
-audit-sampling recomputes every ledger row's sampling decision from the secret.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from app.kit.crypto import authenticate_stream
 from app.kit.errors import MIPError
 from app.samples.keys import key_resolver
 from app.samples.runtime import SampleStore
-from app.samples.sampling import sampling_score
 from app.samples.service import crypto_context
-from app.tables.ledger import LedgerEntry
 from app.tables.samples import Sample
 
 
@@ -102,43 +99,3 @@ def verify_store(
     if callable(stale):
         report.stale_temp_files = len(stale())
     return report
-
-
-@dataclass
-class SamplingAudit:
-    rows: int = 0
-    selected: int = 0
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
-    kept_without_selection: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.mismatches or self.kept_without_selection)
-
-
-def audit_sampling(session: Session, store: SampleStore, *, batch: int = 5000) -> SamplingAudit:
-    """Recompute each ledger row's decision with the recorded rate and compare."""
-    audit = SamplingAudit()
-    secret = store.sampling.secret
-    stmt = select(
-        LedgerEntry.project_id,
-        LedgerEntry.request_id,
-        LedgerEntry.mip_opt_out,
-        LedgerEntry.http_status,
-        LedgerEntry.sampling_rate,
-        LedgerEntry.sample_selected,
-        LedgerEntry.sample_kept,
-    ).execution_options(yield_per=batch)
-    for project_id, request_id, opted_out, status, rate, selected, kept in session.execute(stmt):
-        audit.rows += 1
-        audit.selected += bool(selected)
-        expected = False
-        if not opted_out and status < 400 and rate is not None:
-            expected = sampling_score(secret, request_id) < rate
-        if expected != selected:
-            audit.mismatches.append(
-                {"project_id": str(project_id), "request_id": request_id, "recorded": selected}
-            )
-        if kept and (opted_out or not selected):
-            audit.kept_without_selection.append(f"{project_id}/{request_id}")
-    return audit

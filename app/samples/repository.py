@@ -10,7 +10,20 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.kit.db import paged
-from app.tables.samples import ErasureRequest, Sample, SamplingRate
+from app.tables.erasure import ErasureRequest
+from app.tables.ledger import LedgerEntry
+from app.tables.samples import Sample
+
+
+def get_ledger_entry(
+    session: Session, *, project_id: uuid.UUID, request_id: str
+) -> LedgerEntry | None:
+    """The request's ledger row: what a sample of it may be kept for."""
+    return session.scalars(
+        select(LedgerEntry).where(
+            LedgerEntry.project_id == project_id, LedgerEntry.request_id == request_id
+        )
+    ).first()
 
 
 def get_sample(session: Session, sample_id: uuid.UUID) -> Sample | None:
@@ -97,34 +110,14 @@ def all_blob_keys(session: Session) -> dict[str, uuid.UUID]:
     return keys
 
 
-def open_erasure(
-    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None
-) -> ErasureRequest | None:
-    """An unfinished erasure covering this organization (or this project of it)."""
-    stmt = select(ErasureRequest).where(
+def erasure_in_progress(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID
+) -> bool:
+    """Whether an unfinished erasure covers this organization or this project of it."""
+    stmt = select(ErasureRequest.scope, ErasureRequest.project_id).where(
         ErasureRequest.organization_id == organization_id,
         ErasureRequest.status != "done",
     )
-    for row in session.scalars(stmt):
-        if row.scope == "organization" or row.project_id == project_id:
-            return row
-    return None
-
-
-def list_erasures(
-    session: Session, *, organization_id: uuid.UUID | None
-) -> Sequence[ErasureRequest]:
-    stmt = select(ErasureRequest).order_by(ErasureRequest.created_at.desc())
-    if organization_id is not None:
-        stmt = stmt.where(ErasureRequest.organization_id == organization_id)
-    return session.scalars(stmt).all()
-
-
-def list_sampling_rates(session: Session) -> Sequence[SamplingRate]:
-    return session.scalars(
-        select(SamplingRate).order_by(SamplingRate.organization_id, SamplingRate.model_name)
-    ).all()
-
-
-def get_sampling_rate_by_scope(session: Session, scope_key: str) -> SamplingRate | None:
-    return session.scalars(select(SamplingRate).where(SamplingRate.scope_key == scope_key)).first()
+    return any(
+        scope == "organization" or scoped == project_id for scope, scoped in session.execute(stmt)
+    )

@@ -8,14 +8,12 @@ from app.kit.blob import BlobStore, open_blob_store
 from app.kit.crypto import AwsKmsKeyProvider, KeyProvider, LocalKeyProvider
 from app.kit.settings import Settings
 from app.samples.keys import UnwrappedKeyCache
-from app.samples.sampling import SamplingConfig, load_sampling_config
 
 
 @dataclass(frozen=True)
 class SampleStore:
     blobs: BlobStore
     keys: KeyProvider
-    sampling: SamplingConfig
     max_bytes: int
     max_seconds: float
     cache: UnwrappedKeyCache = field(default_factory=UnwrappedKeyCache)
@@ -41,7 +39,6 @@ def open_sample_store(settings: Settings) -> SampleStore:
             region=settings.s3_region,
         ),
         keys=open_key_provider(settings),
-        sampling=load_sampling_config(settings),
         max_bytes=settings.max_sample_bytes,
         max_seconds=settings.max_sample_seconds,
     )

@@ -1,10 +1,9 @@
-"""Request and response bodies of the samples, sampling-rate and erasure endpoints."""
+"""Request and response bodies of the samples endpoints."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,57 +101,6 @@ class SampleUpdate(BaseModel):
 
     attributes: dict[str, str | float | None] = Field(default_factory=dict)
     legal_hold: bool | None = None
-
-
-class SamplingRateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    organization_id: uuid.UUID | None = None
-    model: str | None = Field(default=None, min_length=1, max_length=128)
-    rate: float = Field(ge=0, le=1)
-
-
-class SamplingRateRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    organization_id: uuid.UUID | None
-    model_name: str | None
-    rate: float
-    updated_at: dt.datetime
-    updated_by: str
-
-
-class SamplingRates(BaseModel):
-    default_rate: float
-    rates: list[SamplingRateRead]
-
-
-class ErasureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    scope: Literal["organization", "project"]
-    organization_id: uuid.UUID | None = Field(
-        default=None, description="required for scope organization (staff keys)"
-    )
-    project_id: uuid.UUID | None = Field(default=None, description="required for scope project")
-
-
-class ErasureRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    scope: str
-    organization_id: uuid.UUID
-    project_id: uuid.UUID | None
-    status: Literal["pending", "in_progress", "done", "failed"]
-    stores: dict[str, str]
-    counts: dict[str, int]
-    reason: str | None
-    requested_by: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    finished_at: dt.datetime | None
 
 
 class ReferenceIn(BaseModel):

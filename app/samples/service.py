@@ -1,11 +1,14 @@
 """Keep, read, label and delete samples: the rules of the encrypted sample store.
 
-A sample is stored only for a ledger row that is opted in, successful and selected by the
-sampler — checked before the audio is even looked at, so a refused request leaves nothing
-anywhere. Audio and transcript are encrypted (AES-256-GCM, the organization's data key) before
-they reach the blob store; the catalog row and the ledger's ``sample_kept`` are written in the
-caller's transaction. A crash between the blob write and the commit leaves an orphan blob
-that nobody can see and ``mip store verify`` reports.
+:func:`keep_for` is the only way a sample is kept, for ``/v1/listen`` and for a gateway's
+intake alike, and it runs every guard first (:data:`GUARDS`): the request took part in the
+program (its recorded opt-out, and its organization's contract as it stands now), succeeded,
+was selected by the sampler, has no sample yet, and no erasure of its organization or project
+is under way. Intake runs the same guards once more before it reads the upload, so a refused
+request's audio is never even parsed. Audio and transcript are encrypted (AES-256-GCM, the
+organization's data key) before they reach the blob store; the catalog row and the ledger's
+``sample_kept`` are written in the caller's transaction. A crash between the blob write and
+the commit leaves an orphan blob that nobody can see and ``mip store verify`` reports.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +30,6 @@ from app.kit.auth import Principal, Role
 from app.kit.crypto import decrypt_stream, encrypt_stream
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
-from app.ledger import repository as ledger_repository
 from app.samples import repository
 from app.samples.attributes import check_attributes
 from app.samples.keys import active_data_key, key_resolver
@@ -35,8 +37,6 @@ from app.samples.runtime import SampleStore
 from app.tables.ledger import LedgerEntry
 from app.tables.samples import Sample
 from app.tenancy import repository as tenancy_repository
-from asr.audio import AudioError, decode
-from asr.snr import estimate_snr_db
 
 log = logging.getLogger("mip.samples")
 
@@ -45,7 +45,7 @@ CONTENT_READERS = frozenset({Role.ADMIN, Role.DATAOPS})
 
 
 class SampleRefused(Conflict):
-    """The ledger row does not allow keeping a sample (opted out, failed, not selected)."""
+    """The request may not have a sample: opted out, failed, not selected, or under erasure."""
 
 
 class InvalidSample(BadRequest):
@@ -71,32 +71,79 @@ def crypto_context(sample: Sample, kind: str) -> dict[str, str]:
     return {"org": str(sample.organization_id), "sample": str(sample.id), "kind": kind}
 
 
-def check_candidate(session: Session, *, project_id: uuid.UUID, request_id: str) -> LedgerEntry:
-    """The ledger row a sample may be stored for, or the 4xx that says why not."""
-    entry = ledger_repository.get_entry(session, project_id=project_id, request_id=request_id)
-    if entry is None:
-        raise NotFound(f"No ledger record for request {request_id} in project {project_id}.")
+# --- guards: each raises when the request may not have a sample ----------------------------
+
+
+def _opted_in(session: Session, entry: LedgerEntry) -> None:
     if entry.mip_opt_out:
         raise SampleRefused(
-            f"Request {request_id} opted out of the Model Improvement Program "
+            f"Request {entry.request_id} opted out of the Model Improvement Program "
             f"(source: {entry.opt_out_source}); nothing of it is stored."
         )
+
+
+def _contract_still_opted_in(session: Session, entry: LedgerEntry) -> None:
+    # Intake may come long after the request: a contract that opted out since then wins.
+    organization = tenancy_repository.get_organization_or_raise(session, entry.organization_id)
+    if organization.contract_opt_out:
+        raise SampleRefused(
+            f"The organization's contract now opts out of the Model Improvement Program; "
+            f"request {entry.request_id} is not stored."
+        )
+
+
+def _succeeded(session: Session, entry: LedgerEntry) -> None:
     if entry.http_status >= 400:
-        raise SampleRefused(f"Request {request_id} failed (status {entry.http_status}).")
+        raise SampleRefused(f"Request {entry.request_id} failed (status {entry.http_status}).")
+
+
+def _selected(session: Session, entry: LedgerEntry) -> None:
     if not entry.sample_selected:
         raise SampleRefused(
-            f"Request {request_id} was not selected by the sampler (rate {entry.sampling_rate})."
+            f"Request {entry.request_id} was not selected by the sampler "
+            f"(rate {entry.sampling_rate})."
         )
+
+
+def _not_kept_yet(session: Session, entry: LedgerEntry) -> None:
     if entry.sample_kept or repository.get_sample_for_request(
-        session, project_id=project_id, request_id=request_id
+        session, project_id=entry.project_id, request_id=entry.request_id
     ):
-        raise Conflict(f"A sample of request {request_id} is already stored.")
-    if repository.open_erasure(
-        session, organization_id=entry.organization_id, project_id=project_id
+        raise Conflict(f"A sample of request {entry.request_id} is already stored.")
+
+
+def _no_erasure_under_way(session: Session, entry: LedgerEntry) -> None:
+    if repository.erasure_in_progress(
+        session, organization_id=entry.organization_id, project_id=entry.project_id
     ):
-        raise Conflict(
-            f"An erasure of this organization's data is in progress; {request_id} is not stored."
+        raise SampleRefused(
+            "An erasure of this organization's or project's data is in progress; "
+            f"{entry.request_id} is not stored."
         )
+
+
+GUARDS: tuple[Callable[[Session, LedgerEntry], None], ...] = (
+    _opted_in,
+    _succeeded,
+    _selected,
+    _contract_still_opted_in,
+    _no_erasure_under_way,
+    _not_kept_yet,
+)
+
+
+def check_keepable(session: Session, entry: LedgerEntry) -> None:
+    """Run every guard; the first that fails raises (409, or 404 for a vanished tenant)."""
+    for guard in GUARDS:
+        guard(session, entry)
+
+
+def candidate_for(session: Session, *, project_id: uuid.UUID, request_id: str) -> LedgerEntry:
+    """The ledger row of a request that may have a sample, or the 4xx that says why not."""
+    entry = repository.get_ledger_entry(session, project_id=project_id, request_id=request_id)
+    if entry is None:
+        raise NotFound(f"No ledger record for request {request_id} in project {project_id}.")
+    check_keepable(session, entry)
     return entry
 
 
@@ -111,42 +158,32 @@ def _check_transcript(transcript: bytes) -> None:
         raise InvalidSample("The transcript must be a JSON object (a transcription response).")
 
 
-def store_sample(
+def keep_for(
     session: Session,
     store: SampleStore,
-    *,
-    project_id: uuid.UUID,
-    request_id: str,
-    audio: bytes,
-    transcript: bytes,
-    attributes: dict[str, Any] | None = None,
-) -> Sample:
-    """Encrypt and keep one selected request's audio and transcript (raw JSON bytes)."""
-    entry = check_candidate(session, project_id=project_id, request_id=request_id)
-    return keep_sample(
-        session, store, entry=entry, audio=audio, transcript=transcript, attributes=attributes
-    )
-
-
-def keep_sample(
-    session: Session,
-    store: SampleStore,
-    *,
     entry: LedgerEntry,
+    *,
     audio: bytes,
-    transcript: bytes,
+    response: bytes,
     attributes: dict[str, Any] | None = None,
     audio_sha256: str | None = None,
 ) -> Sample:
-    """:func:`store_sample` for a ledger row that :func:`check_candidate` has just returned.
+    """Encrypt and keep one request's audio and its transcription response (JSON bytes).
 
-    ``audio_sha256``: the audio's digest when the caller has it already (``/v1/listen``
-    computes it for its response), so large audio is not hashed twice.
+    Every guard runs first (:func:`check_keepable`): nothing is decoded, encrypted or
+    written for a request that may not have a sample. ``audio_sha256``: the audio's digest
+    when the caller has it already (``/v1/listen`` computes it for its response), so large
+    audio is not hashed twice.
     """
+    # Imported here: they load scipy (about a second), which no other store command needs.
+    from asr.audio import AudioError, decode
+    from asr.snr import estimate_snr_db
+
+    check_keepable(session, entry)
     project_id, request_id = entry.project_id, entry.request_id
     if len(audio) > store.max_bytes:
         raise PayloadTooLarge(f"Audio over {store.max_bytes} bytes.")
-    _check_transcript(transcript)
+    _check_transcript(response)
     client_values = check_attributes(attributes or {})
     try:
         decoded = decode(audio, max_seconds=store.max_seconds)
@@ -166,7 +203,7 @@ def keep_sample(
         legal_hold=False,
         key_version=key.version,
         audio_bytes=len(audio),
-        transcript_bytes=len(transcript),
+        transcript_bytes=len(response),
         audio_format=decoded.source.format,
         duration_seconds=decoded.source.duration,
         sample_rate=decoded.source.sample_rate,
@@ -185,7 +222,7 @@ def keep_sample(
     written: list[str] = []
     try:
         stored = 0
-        for kind, payload in (("audio", audio), ("transcript", transcript)):
+        for kind, payload in (("audio", audio), ("transcript", response)):
             name = sample.audio_blob_key if kind == "audio" else sample.transcript_blob_key
             chunks = encrypt_stream(
                 [payload],

@@ -2,9 +2,11 @@
 
 from app.tables.audit import AuditEntry
 from app.tables.datasets import TrainingSet, TrainingSetSample
+from app.tables.erasure import ErasureRequest
 from app.tables.ledger import BillingPeriod, LedgerEntry
 from app.tables.pricing import PriceBookEntry
-from app.tables.samples import DataKey, ErasureRequest, Sample, SamplingRate
+from app.tables.samples import DataKey, Sample
+from app.tables.sampling import SamplingRate
 from app.tables.tenancy import ApiKey, Organization, Project, Reseller
 from app.tables.training import ModelVersion, TrainingJob, TrainingJobLog
 

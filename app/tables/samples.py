@@ -1,4 +1,4 @@
-"""The encrypted sample store: catalog, data keys, sampling rates and erasure requests.
+"""The encrypted sample store: catalog and data keys.
 
 Only ciphertext lives in the blob store; these tables hold metadata, wrapped keys and the
 labels DataOps uses to balance training sets. Never audio, never a transcript.
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -27,10 +25,19 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db import Base, UTCDateTime, utcnow
-from curation.schema import ATTRIBUTE_COLUMNS
 
-# Speaker and recording attributes a sample can carry; each has a value and a source.
-ATTRIBUTES: tuple[str, ...] = ATTRIBUTE_COLUMNS
+# Speaker and recording attributes a sample can carry; each has a value and a source. The
+# curation library names the same columns (curation.schema.ATTRIBUTE_COLUMNS; a test checks
+# that they agree): tables import no library.
+ATTRIBUTES: tuple[str, ...] = (
+    "accent",
+    "age_group",
+    "sex",
+    "noise_type",
+    "snr_db",
+    "environment",
+    "domain",
+)
 ATTRIBUTE_SOURCES: tuple[str, ...] = ("measured", "labeled", "client")
 
 
@@ -54,26 +61,6 @@ class DataKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     rewrapped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     destroyed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-
-
-class SamplingRate(Base):
-    """A sampling rate for an organization, a model, or a model within an organization."""
-
-    __tablename__ = "sampling_rates"
-    __table_args__ = (
-        # NULLs are distinct in a unique constraint, so the pair is also kept as one key.
-        UniqueConstraint("scope_key"),
-        CheckConstraint("rate >= 0 AND rate <= 1", name="rate"),
-        CheckConstraint("organization_id IS NOT NULL OR model_name IS NOT NULL", name="has_scope"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    scope_key: Mapped[str] = mapped_column(String(200))
-    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
-    model_name: Mapped[str | None] = mapped_column(String(128))
-    rate: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_by: Mapped[str] = mapped_column(String(100))
 
 
 class Sample(Base):
@@ -129,31 +116,3 @@ class Sample(Base):
     domain_source: Mapped[str | None] = mapped_column(String(16))
     labeled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     labeled_by: Mapped[str | None] = mapped_column(String(100))
-
-
-class ErasureRequest(Base):
-    """An erasure of an organization's or a project's samples, and its tombstone afterwards.
-
-    ``stores`` tracks each store separately ({"keys": "done", "blobs": "pending", ...}) so an
-    interrupted request resumes where it stopped and is never reported done too early.
-    """
-
-    __tablename__ = "erasure_requests"
-    __table_args__ = (
-        CheckConstraint("scope IN ('organization', 'project')", name="scope"),
-        CheckConstraint("status IN ('pending', 'in_progress', 'done', 'failed')", name="status"),
-        Index("ix_erasure_requests_org", "organization_id"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    scope: Mapped[str] = mapped_column(String(16))
-    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    project_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    stores: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    reason: Mapped[str | None] = mapped_column(String(1000))
-    requested_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,8 @@
-"""Resolve ``Authorization: Token <key>`` (or ``Bearer``) to a :class:`Principal`.
+"""Resolve ``Authorization: Token <key>`` (or ``Bearer``) to a :class:`Principal`, and decide
+what a principal may do with a project.
+
+:func:`authenticate` is the kit's ``Authenticator`` (the application factory installs it);
+role checks that need no project live in :mod:`app.kit.deps`.
 
 Missing or bad key → 401; a tenant key naming another tenant's project → 404; a known
 project with too little scope, or a staff key without the role → 403.
@@ -7,15 +11,14 @@ project with too little scope, or a staff key without the role → 403.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.orm import Session
 
 from app.kit.auth import Principal, Role, Scope, expand_scopes, hash_api_key
 from app.kit.db import utcnow
-from app.kit.deps import SessionDep
+from app.kit.deps import CurrentPrincipal, SessionDep
 from app.kit.errors import Forbidden, NotFound, Unauthorized
 from app.tables.tenancy import Project
 from app.tenancy import repository
@@ -46,28 +49,6 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     )
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
-    principal = authenticate(session, request.headers.get("authorization"))
-    request.state.principal = principal
-    return principal
-
-
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
-    """Dependency factory: a staff key holding one of ``roles`` (admin always passes)."""
-    allowed = {Role.ADMIN, *roles}
-
-    def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"This endpoint needs a staff key with role: {names}.")
-        return principal
-
-    return dependency
-
-
 # Staff roles that may read (not change) any project's Deepgram-style usage and requests.
 _STAFF_READERS: dict[Scope, frozenset[Role]] = {
     Scope.USAGE_READ: frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR}),
@@ -94,3 +75,25 @@ def authorize_project(
     if scope not in principal.scopes:
         raise Forbidden(f"This key lacks the '{scope.value}' scope.")
     return repository.get_project_or_raise(session, project_id)
+
+
+class ProjectAccess:
+    """Dependency: the project of the path's ``project_id``, if the caller may use ``scope``
+    on it (:func:`authorize_project`): one check for every project route.
+
+        def list_keys(project: Annotated[Project, Depends(ProjectAccess(Scope.KEYS_READ))])
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(
+        self, project_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    ) -> Project:
+        return authorize_project(session, principal, project_id, self.scope)
+
+
+ProjectReader = Annotated[Project, Depends(ProjectAccess(Scope.PROJECT_READ))]
+KeysReader = Annotated[Project, Depends(ProjectAccess(Scope.KEYS_READ))]
+KeysWriter = Annotated[Project, Depends(ProjectAccess(Scope.KEYS_WRITE))]
+UsageReader = Annotated[Project, Depends(ProjectAccess(Scope.USAGE_READ))]

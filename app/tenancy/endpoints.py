@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, status
 from sqlalchemy.orm import Session
 
-from app.kit.auth import Principal, Role, Scope
+from app.kit.auth import Principal, Role
 from app.kit.db import utcnow
-from app.kit.deps import SessionDep
+from app.kit.deps import CurrentPrincipal, SessionDep, require_roles
 from app.kit.errors import NotFound
 from app.kit.money import micros_to_usd, micros_to_usd_float, usd_to_micros
+from app.kit.openapi import error_responses
 from app.tables.tenancy import ApiKey, Organization
 from app.tenancy import repository, service
-from app.tenancy.auth import CurrentPrincipal, authorize_project, require_roles
+from app.tenancy.auth import KeysReader, KeysWriter, ProjectReader, UsageReader
 from app.tenancy.schemas import (
     BalanceListV1Read,
     BalanceV1Read,
@@ -59,12 +60,7 @@ from app.tenancy.schemas import (
 projects_router = APIRouter(prefix="/v1/projects", tags=["projects (Deepgram)"])
 governance_router = APIRouter(prefix="/v1/governance", tags=["governance: tenancy"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid input (Deepgram error body)"},
-    401: {"description": "Missing, unknown, revoked or expired key"},
-    403: {"description": "The key lacks the scope or role"},
-    404: {"description": "No such id for this caller"},
-}
+_ERRORS = error_responses(400, 401, 403, 404)
 
 Admin = Annotated[Principal, Depends(require_roles())]
 StaffReader = Annotated[Principal, Depends(require_roles(Role.BILLING, Role.AUDITOR))]
@@ -102,11 +98,10 @@ def list_projects_v1(session: SessionDep, principal: CurrentPrincipal) -> Projec
 def get_project_v1(
     project_id: uuid.UUID,
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: ProjectReader,
     _limit: Annotated[float | None, Query(alias="limit", ge=0)] = None,
     _page: Annotated[float | None, Query(alias="page", ge=0)] = None,
 ) -> ProjectV1Read:
-    project = authorize_project(session, principal, project_id, Scope.PROJECT_READ)
     org = repository.get_organization_or_raise(session, project.organization_id)
     return ProjectV1Read(
         project_id=str(project.id), name=project.name, mip_opt_out=org.contract_opt_out
@@ -124,10 +119,9 @@ def get_project_v1(
 def list_keys_v1(
     project_id: uuid.UUID,
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: KeysReader,
     key_status: Annotated[Literal["active", "expired"] | None, Query(alias="status")] = None,
 ) -> KeyListV1Read:
-    authorize_project(session, principal, project_id, Scope.KEYS_READ)
     keys = repository.list_project_keys(
         session, project_id=project_id, status=key_status, now=utcnow()
     )
@@ -152,9 +146,12 @@ def list_keys_v1(
     responses=_ERRORS,
 )
 def create_key_v1(
-    project_id: uuid.UUID, body: KeyV1Create, session: SessionDep, principal: CurrentPrincipal
+    project_id: uuid.UUID,
+    body: KeyV1Create,
+    session: SessionDep,
+    project: KeysWriter,
+    principal: CurrentPrincipal,
 ) -> KeyCreatedV1Read:
-    authorize_project(session, principal, project_id, Scope.KEYS_WRITE)
     expires_at = body.expiration_date
     if body.time_to_live_in_seconds is not None:
         expires_at = utcnow() + dt.timedelta(seconds=body.time_to_live_in_seconds)
@@ -185,9 +182,8 @@ def create_key_v1(
     responses=_ERRORS,
 )
 def get_key_v1(
-    project_id: uuid.UUID, key_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    project_id: uuid.UUID, key_id: uuid.UUID, session: SessionDep, project: KeysReader
 ) -> KeyGetV1Read:
-    authorize_project(session, principal, project_id, Scope.KEYS_READ)
     key = service.get_live_project_key_or_raise(session, project_id=project_id, key_id=key_id)
     member = _member(key)
     return KeyGetV1Read(
@@ -215,9 +211,12 @@ def get_key_v1(
     responses=_ERRORS,
 )
 def delete_key_v1(
-    project_id: uuid.UUID, key_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    project_id: uuid.UUID,
+    key_id: uuid.UUID,
+    session: SessionDep,
+    project: KeysWriter,
+    principal: CurrentPrincipal,
 ) -> MessageV1Read:
-    authorize_project(session, principal, project_id, Scope.KEYS_WRITE)
     key = service.get_live_project_key_or_raise(session, project_id=project_id, key_id=key_id)
     service.revoke_key(session, key=key, actor=principal.actor)
     return MessageV1Read(message=f"API key {key_id} deleted.")
@@ -237,9 +236,8 @@ def _balance(session: Session, organization_id: uuid.UUID) -> BalanceV1Read:
     responses=_ERRORS,
 )
 def list_balances_v1(
-    project_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    project_id: uuid.UUID, session: SessionDep, project: UsageReader
 ) -> BalanceListV1Read:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
     return BalanceListV1Read(balances=[_balance(session, project.organization_id)])
 
 
@@ -250,9 +248,8 @@ def list_balances_v1(
     responses=_ERRORS,
 )
 def get_balance_v1(
-    project_id: uuid.UUID, balance_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    project_id: uuid.UUID, balance_id: uuid.UUID, session: SessionDep, project: UsageReader
 ) -> BalanceV1Read:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
     if balance_id != project.organization_id:
         raise NotFound(f"Balance {balance_id} not found.")
     return _balance(session, project.organization_id)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.engine.registry import ModelRegistry
 from app.kit.auth import Principal, Role
-from app.kit.deps import SessionDep, SettingsDep
+from app.kit.deps import SessionDep, SettingsDep, require_roles
+from app.kit.openapi import error_responses
 from app.kit.settings import Settings
-from app.samples.endpoints import StoreDep
+from app.samples.deps import StoreDep
 from app.tables.training import ModelVersion
-from app.tenancy.auth import require_roles
 from app.training import promotion, service
 from app.training.schemas import (
     JobStatus,
@@ -35,12 +35,9 @@ versions_router = APIRouter(prefix="/v1/governance/model-versions", tags=["train
 Operator = Annotated[Principal, Depends(require_roles(Role.DATAOPS))]
 Reader = Annotated[Principal, Depends(require_roles(Role.DATAOPS, Role.AUDITOR))]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed input (the message names what to fix)"},
-    401: {"description": "Missing or invalid key"},
-    403: {"description": "Needs a staff key with role dataops (or auditor to read)"},
-    404: {"description": "No such training job, training set or model version"},
-}
+_ERRORS = error_responses(
+    400, 401, 404, specific={403: "Needs a staff key with role dataops (or auditor to read)"}
+)
 
 
 @jobs_router.post(
@@ -53,7 +50,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "uuid); the training set an id, NAME or NAME:VERSION that is not tainted. A worker "
         "(`mip worker`) claims it; follow it with `GET /{id}` and `GET /{id}/logs`."
     ),
-    responses={**_ERRORS, 409: {"description": "The training set is tainted"}},
+    responses={**_ERRORS, **error_responses(specific={409: "The training set is tainted"})},
 )
 def submit_job(
     session: SessionDep, settings: SettingsDep, principal: Operator, body: TrainingJobCreate
@@ -113,7 +110,7 @@ def get_job_logs(
     "/{job_id}/cancel",
     response_model=TrainingJobRead,
     summary="Cancel a job: queued ones at once, running ones at the executor's next check",
-    responses={**_ERRORS, 409: {"description": "The job already finished"}},
+    responses={**_ERRORS, **error_responses(specific={409: "The job already finished"})},
 )
 def cancel_job(session: SessionDep, principal: Operator, job_id: uuid.UUID) -> TrainingJobRead:
     job = service.cancel_job(session, job_id, actor=principal.actor)
@@ -175,7 +172,10 @@ def get_version(
         "better overall or a group with enough test utterances got worse beyond the "
         "threshold, unless `force` is true (the override is audited)."
     ),
-    responses={**_ERRORS, 409: {"description": "Fails the promotion policy, or wrong status"}},
+    responses={
+        **_ERRORS,
+        **error_responses(specific={409: "Fails the promotion policy, or wrong status"}),
+    },
 )
 def promote_version(
     request: Request,
@@ -196,7 +196,7 @@ def promote_version(
     "/{ref}/demote",
     response_model=ModelVersionRead,
     summary="Stop serving this version; the version it replaced (or the base) serves again",
-    responses={**_ERRORS, 409: {"description": "The version is not promoted"}},
+    responses={**_ERRORS, **error_responses(specific={409: "The version is not promoted"})},
 )
 def demote_version(
     request: Request,
@@ -215,7 +215,10 @@ def demote_version(
     "/{ref}/reject",
     response_model=ModelVersionRead,
     summary="Mark a candidate as never to be served (its package is kept for the record)",
-    responses={**_ERRORS, 409: {"description": "The version is promoted or already rejected"}},
+    responses={
+        **_ERRORS,
+        **error_responses(specific={409: "The version is promoted or already rejected"}),
+    },
 )
 def reject_version(
     session: SessionDep,

@@ -44,7 +44,7 @@ from asr.corpus import load_sentences
 from asr.evaluate import EvalReport
 from asr.finetune import FinetuneCancelled, FinetuneRecipe, finetune
 from asr.synth import plan_corpus, read_manifest, synthesize
-from curation.schema import ATTRIBUTE_COLUMNS
+from curation.vocabulary import ATTRIBUTE_COLUMNS
 
 SAMPLE_RATE = 16_000
 

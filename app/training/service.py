@@ -27,7 +27,7 @@ from app.kit.settings import Settings
 from app.tables.training import JOB_STATUSES, TrainingJob, TrainingJobLog
 from app.training import repository
 from app.training.schemas import JobParams
-from asr.package import ASR_KIND, PackageError, PackageManifest, read_manifest
+from asr.manifest import ASR_KIND, PackageError, PackageManifest, read_manifest
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 

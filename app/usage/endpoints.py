@@ -1,18 +1,20 @@
 """Deepgram-compatible HTTP: request logs, usage, usage breakdown and fields, billing breakdown.
 
 Each needs the ``usage:read`` scope on the project (project keys: their own project only), or
-a staff key with role ``admin``, ``billing`` or ``auditor``.
+a staff key with role ``admin``, ``billing`` or ``auditor``: the ``UsageReader`` dependency
+checks it before anything else, so another tenant's project is a 404 whatever the query.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from app.kit.deps import SessionDep
-from app.tenancy.auth import CurrentPrincipal
+from app.kit.openapi import error_responses
+from app.tenancy.auth import UsageReader
 from app.usage import service
 from app.usage.schemas import (
     BillingBreakdownOut,
@@ -31,12 +33,14 @@ from app.usage.schemas import (
 
 router = APIRouter(prefix="/v1/projects", tags=["usage"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid parameter (bad date, start after end, limit, uuid, grouping)"},
-    401: {"description": "Missing or invalid API key"},
-    403: {"description": "Key lacks usage:read, or staff role not allowed"},
-    404: {"description": "No such project (or another tenant's)"},
-}
+_ERRORS = error_responses(
+    401,
+    404,
+    specific={
+        400: "Invalid parameter (bad date, start after end, limit, uuid, grouping)",
+        403: "Key lacks usage:read, or staff role not allowed",
+    },
+)
 
 ProjectId = Annotated[uuid.UUID, Path(description="Project id")]
 
@@ -51,9 +55,9 @@ def list_requests(
     project_id: ProjectId,
     params: Annotated[RequestListParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> RequestListOut:
-    return service.list_requests(session, principal, project_id, params)
+    return service.list_requests(session, project, params)
 
 
 @router.get(
@@ -66,9 +70,9 @@ def get_request(
     project_id: ProjectId,
     request_id: Annotated[str, Path(max_length=128)],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> RequestOut:
-    return service.get_request(session, principal, project_id, request_id)
+    return service.get_request(session, project, request_id)
 
 
 @router.get(
@@ -81,9 +85,9 @@ def get_usage(
     project_id: ProjectId,
     params: Annotated[UsageParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> UsageOut:
-    return service.get_usage(session, principal, project_id, params)
+    return service.get_usage(session, project, params)
 
 
 @router.get(
@@ -96,9 +100,9 @@ def get_usage_breakdown(
     project_id: ProjectId,
     params: Annotated[UsageBreakdownParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> UsageBreakdownOut:
-    return service.get_usage_breakdown(session, principal, project_id, params)
+    return service.get_usage_breakdown(session, project, params)
 
 
 @router.get(
@@ -111,9 +115,9 @@ def list_usage_fields(
     project_id: ProjectId,
     params: Annotated[RangeParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> UsageFieldsOut:
-    return service.get_usage_fields(session, principal, project_id, params)
+    return service.get_usage_fields(session, project, params)
 
 
 @router.get(
@@ -126,9 +130,9 @@ def get_billing_breakdown(
     project_id: ProjectId,
     params: Annotated[BillingBreakdownParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> BillingBreakdownOut:
-    return service.get_billing_breakdown(session, principal, project_id, params)
+    return service.get_billing_breakdown(session, project, params)
 
 
 @router.get(
@@ -141,6 +145,6 @@ def list_billing_fields(
     project_id: ProjectId,
     params: Annotated[RangeParams, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    project: UsageReader,
 ) -> BillingFieldsOut:
-    return service.get_billing_fields(session, principal, project_id, params)
+    return service.get_billing_fields(session, project, params)

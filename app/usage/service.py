@@ -20,13 +20,12 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
-from app.kit.auth import Principal, Scope
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest
 from app.kit.money import micros_to_usd_float
 from app.ledger import service as ledger_service
 from app.tables.ledger import LedgerEntry
-from app.tenancy.auth import authorize_project
+from app.tables.tenancy import Project
 from app.usage import repository
 from app.usage.repository import Aggregate, LedgerFilter
 from app.usage.schemas import (
@@ -196,10 +195,7 @@ def _request_out(entry: LedgerEntry) -> ProjectRequestOut:
     )
 
 
-def list_requests(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: RequestListParams
-) -> RequestListOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
+def list_requests(session: Session, project: Project, params: RequestListParams) -> RequestListOut:
     limit = _whole(params.limit, name="limit")
     page = _whole(params.page, name="page")
     start = _optional_bound(params.start, name="start", is_end=False)
@@ -224,10 +220,7 @@ def list_requests(
     return RequestListOut(page=page, limit=limit, requests=[_request_out(r) for r in rows])
 
 
-def get_request(
-    session: Session, principal: Principal, project_id: uuid.UUID, request_id: str
-) -> RequestOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
+def get_request(session: Session, project: Project, request_id: str) -> RequestOut:
     entry = ledger_service.get_entry_or_raise(session, project_id=project.id, request_id=request_id)
     return RequestOut(request=_request_out(entry))
 
@@ -255,10 +248,7 @@ def _usage_filter(
     )
 
 
-def get_usage(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: UsageParams
-) -> UsageOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
+def get_usage(session: Session, project: Project, params: UsageParams) -> UsageOut:
     start, end = resolve_range(params.start, params.end)
     flt = _usage_filter(project.id, params, start, end)
     days = repository.aggregate(session, flt, groups=("day",))
@@ -314,9 +304,8 @@ def _usage_grouping(group: Aggregate, start: Bound, end: Bound) -> UsageGrouping
 
 
 def get_usage_breakdown(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: UsageBreakdownParams
+    session: Session, project: Project, params: UsageBreakdownParams
 ) -> UsageBreakdownOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
     start, end = resolve_range(params.start, params.end)
     flt = _usage_filter(project.id, params, start, end)
     groups = repository.aggregate(session, flt, groups=tuple(dict.fromkeys(params.grouping)))
@@ -336,10 +325,7 @@ def get_usage_breakdown(
     )
 
 
-def get_usage_fields(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: RangeParams
-) -> UsageFieldsOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
+def get_usage_fields(session: Session, project: Project, params: RangeParams) -> UsageFieldsOut:
     start, end = resolve_range(params.start, params.end)
     flt = LedgerFilter(project_id=project.id, start=start.moment, end=end.moment)
     return UsageFieldsOut(
@@ -377,9 +363,8 @@ def _billing_grouping(group: Aggregate, start: Bound, end: Bound) -> BillingGrou
 
 
 def get_billing_breakdown(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: BillingBreakdownParams
+    session: Session, project: Project, params: BillingBreakdownParams
 ) -> BillingBreakdownOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
     start, end = resolve_range(params.start, params.end)
     flt = LedgerFilter(
         project_id=project.id,
@@ -405,10 +390,7 @@ def get_billing_breakdown(
     )
 
 
-def get_billing_fields(
-    session: Session, principal: Principal, project_id: uuid.UUID, params: RangeParams
-) -> BillingFieldsOut:
-    project = authorize_project(session, principal, project_id, Scope.USAGE_READ)
+def get_billing_fields(session: Session, project: Project, params: RangeParams) -> BillingFieldsOut:
     start, end = resolve_range(params.start, params.end)
     flt = LedgerFilter(project_id=project.id, start=start.moment, end=end.moment)
     return BillingFieldsOut(

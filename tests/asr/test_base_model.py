@@ -15,11 +15,10 @@ import numpy.typing as npt
 import pytest
 
 from app.kit.settings import BUNDLED_MODELS_DIR
-from app.listen.params import KEYTERM_BOOST
 from asr.audio import decode
 from asr.corpus import load_sentences, medical_sentences, medical_terms, split_sentences
 from asr.evaluate import evaluate
-from asr.inference import Transcriber
+from asr.inference import KEYTERM_BOOST, Transcriber
 from asr.package import read_package
 from asr.synth import plan_corpus, render
 from tests.speech import synth_speech

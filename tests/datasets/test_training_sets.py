@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from app.datasets import service as datasets
+from app.erasure import service as lifecycle
 from app.kit.settings import Settings
-from app.samples import lifecycle
 from app.tables import AuditEntry, Organization, Sample, TrainingSet, TrainingSetSample
 from tests.conftest import make_staff_key, make_tenant
 from tests.datasets.conftest import Catalog

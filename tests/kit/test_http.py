@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.kit.migrate import current_heads
+from migrations.run import current_heads
 from tests.conftest import Tenant
 
 

@@ -18,7 +18,7 @@ from app.ledger.service import (
     ingest_batch,
     legacy_event_hashes,
 )
-from app.samples.sampling import SamplingConfig
+from app.sampling.policy import SamplingConfig
 from app.tables import LedgerEntry
 from tests.conftest import Database, Tenant, make_staff_key, make_tenant
 from tests.kit.test_http import assert_error

@@ -10,7 +10,6 @@ from deepgram.listen.v1.media.client import MediaClient
 
 from app.listen.params import (
     APPLIED,
-    KEYTERM_BOOST,
     MAX_LIST,
     MAX_TAGS,
     MAX_VALUE,
@@ -24,6 +23,7 @@ from app.listen.params import (
     parse_listen_params,
     require_feature_models,
 )
+from asr.inference import KEYTERM_BOOST
 
 
 def parse(query: str) -> ListenParams:

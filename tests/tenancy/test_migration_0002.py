@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import inspect, text
 
 from app.kit.db import create_db_engine
-from app.kit.migrate import downgrade, upgrade
+from migrations.run import downgrade, upgrade
 
 
 def _org_columns(url: str) -> set[str]:

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from app.audit.service import record_event
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, NotFound
-from app.samples import repository
-from app.samples.sampling import scope_key
-from app.tables.samples import SamplingRate
+from app.sampling import repository
+from app.sampling.policy import scope_key
+from app.tables.sampling import SamplingRate
 from app.tenancy import repository as tenancy_repository
 
 
@@ -57,7 +57,7 @@ def set_rate(
 
 
 def delete_rate(session: Session, rate_id: uuid.UUID, *, actor: str) -> None:
-    row = session.get(SamplingRate, rate_id)
+    row = repository.get_sampling_rate(session, rate_id)
     if row is None:
         raise NotFound(f"Sampling rate {rate_id} not found.")
     session.delete(row)

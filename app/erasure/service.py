@@ -1,5 +1,8 @@
 """Retention purges and erasure requests: removing exactly what must go, provably.
 
+This domain sits above the sample store and the training sets: it deletes samples, destroys
+data keys, and taints every training set that held what it removed.
+
 Both commit step by step through a session factory (not the caller's transaction): a purge
 of thousands of samples or an erasure that fails half-way keeps what it finished, records
 where it stopped, and resumes from there.
@@ -14,17 +17,18 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
-from app.datasets.service import taint_for_erasure, taint_for_purge
+from app.datasets import service as datasets_service
+from app.erasure import repository
 from app.kit.db import session_scope, utcnow
 from app.kit.errors import Conflict, MIPError, NotFound
-from app.samples import repository
+from app.samples import repository as samples_repository
 from app.samples.keys import destroy_organization_keys
 from app.samples.runtime import SampleStore
 from app.samples.service import blob_prefix, iter_blob_names
-from app.tables.samples import ErasureRequest
+from app.tables.erasure import ErasureRequest
 from app.tenancy import repository as tenancy_repository
 
-log = logging.getLogger("mip.samples")
+log = logging.getLogger("mip.erasure")
 
 PURGE_BATCH = 200
 # Per store, in order: destroy the keys first, so whatever happens next nothing is readable.
@@ -48,7 +52,7 @@ def purge_expired(
     purged = batches = 0
     while True:
         with session_scope(factory) as session:
-            expired = repository.expired_samples(session, now=utcnow(), limit=PURGE_BATCH)
+            expired = samples_repository.expired_samples(session, now=utcnow(), limit=PURGE_BATCH)
             if not expired:
                 break
             for sample in expired:
@@ -68,7 +72,14 @@ def purge_expired(
                     "organizations": sorted({str(s.organization_id) for s in expired}),
                 },
             )
-            taint_for_purge(session, sample_ids=[s.id for s in expired], actor=actor)
+            datasets_service.taint_sets(
+                session,
+                datasets_service.sets_holding(session, sample_ids=[s.id for s in expired]),
+                reason="samples purged at their retention deadline",
+                actor=actor,
+                organization_id=None,
+                details={"purged_samples": len(expired)},
+            )
             purged += len(expired)
             batches += 1
     return PurgeReport(purged=purged, batches=batches)
@@ -117,12 +128,15 @@ def request_erasure(
         details={"scope": scope, "project_id": str(project_id) if project_id else None},
     )
     # At request time, not when done: from now on nothing of this scope may feed training.
-    taint_for_erasure(
+    datasets_service.taint_sets(
         session,
-        erasure_id=row.id,
-        organization_id=organization_id,
-        project_id=project_id,
+        datasets_service.sets_holding(
+            session, organization_id=organization_id, project_id=project_id
+        ),
+        reason=f"erasure {row.id}",
         actor=actor,
+        organization_id=organization_id,
+        details={"erasure_id": str(row.id)},
     )
     return row
 
@@ -182,7 +196,7 @@ class ErasureNotFound(NotFound):
 
 
 def get_erasure(session: Session, erasure_id: uuid.UUID) -> ErasureRequest:
-    row = session.get(ErasureRequest, erasure_id)
+    row = repository.get_erasure(session, erasure_id)
     if row is None:
         raise ErasureNotFound(f"Erasure request {erasure_id} not found.")
     return row
@@ -203,7 +217,7 @@ def _erase_blobs(session: Session, store: SampleStore, row: ErasureRequest) -> i
     if row.scope == "organization":
         return store.blobs.delete_prefix(blob_prefix(row.organization_id))
     deleted = 0
-    for sample in repository.samples_in_scope(
+    for sample in samples_repository.samples_in_scope(
         session, organization_id=row.organization_id, project_id=row.project_id
     ):
         for name in iter_blob_names(sample):
@@ -214,7 +228,7 @@ def _erase_blobs(session: Session, store: SampleStore, row: ErasureRequest) -> i
 
 
 def _erase_catalog(session: Session, _store: SampleStore, row: ErasureRequest) -> int:
-    return repository.delete_in_scope(
+    return samples_repository.delete_in_scope(
         session, organization_id=row.organization_id, project_id=row.project_id
     )
 
@@ -223,7 +237,7 @@ _ERASURE_STEPS = {"keys": _erase_keys, "blobs": _erase_blobs, "catalog": _erase_
 
 
 def _check_nothing_remains(session: Session, store: SampleStore, row: ErasureRequest) -> None:
-    left = repository.count_in_scope(
+    left = samples_repository.count_in_scope(
         session, organization_id=row.organization_id, project_id=row.project_id
     )
     if left:

@@ -1,4 +1,8 @@
-"""Run Alembic migrations programmatically (``mip migrate``, ``make run``, tests)."""
+"""Run Alembic migrations programmatically (``mip migrate``, ``make run``, tests).
+
+Here, beside the migrations, and not in the service's kit: the kit sits below every domain
+and imports nothing of the service's own packages.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
-
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str) -> Config:

@@ -6,7 +6,8 @@ secret can recompute every decision from the ledger (``mip store audit-sampling`
 client can steer it: without the secret a request id says nothing about its score.
 
 Rates: global (``MIP_SAMPLING_RATE``), per model, per organization, per model within an
-organization — the most specific one wins.
+organization — the most specific one wins. This domain only decides; the ledger records the
+decision on the request's row and the sample store keeps (or refuses) the audio.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.consent.service import OptOut
 from app.kit.settings import Settings
-from app.tables.samples import SamplingRate
+from app.tables.sampling import SamplingRate
 
 SECRET_FILE = "sampling.secret"
 
@@ -131,10 +133,11 @@ class SamplingPolicy:
         organization_id: uuid.UUID,
         model_name: str,
         request_id: str,
-        opted_out: bool,
+        opt_out: OptOut,
         http_status: int,
     ) -> SamplingDecision:
-        if opted_out or http_status >= 400:
+        """Kept or not, and the rate applied; opted-out or failed requests are no candidates."""
+        if opt_out.mip_opt_out or http_status >= 400:
             return _NO_CANDIDATE
         key = (organization_id.int, model_name)  # UUID.__hash__ is Python code
         rate = self._rates_seen.get(key)
