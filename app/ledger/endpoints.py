@@ -61,18 +61,9 @@ async def ingest_events(
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"Request body over {MAX_BODY_BYTES} bytes.")
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body over {MAX_BODY_BYTES} bytes.")
-    try:
-        batch = LedgerBatchIn.model_validate_json(body)
-    except ValidationError as exc:
-        # Rendered like every other validation error: a 400 naming the field.
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from exc
-    if len(batch.events) > settings.max_batch_events:
-        raise PayloadTooLarge(
-            f"{len(batch.events)} events in one batch; the limit is {settings.max_batch_events}."
-        )
+    # Validation runs in a worker thread: a large or hostile body must not stall the event
+    # loop (and with it every other request and /healthz).
+    batch = await run_in_threadpool(_parse_batch, body, settings.max_batch_events)
     result = await run_in_threadpool(
         service.ingest_batch, session, batch.events, sampling=request.app.state.sampling
     )
@@ -82,6 +73,26 @@ async def ingest_events(
         duplicates=result.duplicates,
         adjustments=result.adjustments,
     )
+
+
+def _parse_batch(body: bytes, max_events: int) -> LedgerBatchIn:
+    """The validated batch, or the 400 naming the first bad field (413: too many events)."""
+    try:
+        batch = LedgerBatchIn.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors and errors[0]["type"] == "too_long" and tuple(errors[0]["loc"]) == ("events",):
+            raise _too_many(max_events) from None
+        # Rendered like every other validation error: a 400 naming the field.
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
+    if len(batch.events) > max_events:
+        raise _too_many(max_events, len(batch.events))
+    return batch
+
+
+def _too_many(limit: int, count: int | None = None) -> PayloadTooLarge:
+    many = f"{count} events" if count is not None else "More events than that"
+    return PayloadTooLarge(f"{many} in one batch; the limit is {limit}.")
 
 
 def register_schemas(app: FastAPI) -> None:

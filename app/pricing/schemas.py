@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app.kit.errors import BadRequest
+from app.kit.moments import to_utc
 from app.kit.money import MICROS_PER_USD, usd_to_micros
 
 Plan = Literal["pay_as_you_go", "growth", "enterprise"]
@@ -57,7 +58,7 @@ class PriceCreate(BaseModel):
     @field_validator("effective_from")
     @classmethod
     def _to_utc(cls, value: dt.datetime) -> dt.datetime:
-        return value.astimezone(dt.UTC)
+        return to_utc(value)
 
     @property
     def rate_micros_per_minute(self) -> int:

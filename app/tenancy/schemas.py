@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from app.kit.auth import Role
+from app.kit.moments import to_utc
 
 # A hundred years: far enough for any key, near enough that adding it to now never overflows.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
@@ -142,11 +143,7 @@ class KeyV1Create(BaseModel):
     @field_validator("expiration_date")
     @classmethod
     def _to_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        return None if value is None else to_utc(value)
 
     @model_validator(mode="after")
     def _one_expiry(self) -> KeyV1Create:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from app.ledger.repository import existing_hashes
-from app.ledger.schemas import LedgerEventIn
+from app.ledger.schemas import BATCH_EVENTS_CAP, LedgerEventIn
 from app.ledger.service import (
     HASHED_FIELDS,
     close_period,
@@ -410,3 +411,58 @@ class TestOpenAPI:
         assert {"request_id", "project_id", "created", "duration", "mip_opt_out"} <= set(
             event["properties"]
         )
+
+
+class TestHostileBatches:
+    """Bodies built to cost the service time or to land in a month that will never be billed."""
+
+    @pytest.mark.parametrize(
+        "created",
+        [
+            "0001-01-01T00:00:00+14:00",  # no UTC form: was an OverflowError, a 500
+            "9999-12-31T23:59:59-14:00",
+            "9999-12-01T00:00:00Z",  # would be billed in December 9999
+        ],
+    )
+    def test_dates_out_of_range_are_400_and_nothing_is_written(
+        self,
+        client: TestClient,
+        db: Database,
+        tenant: Tenant,
+        admin_headers: dict[str, str],
+        created: str,
+    ) -> None:
+        good = event(tenant.project_id, "ok")
+        bad = event(tenant.project_id, "bad", created=created)
+        body = assert_error(post(client, admin_headers, good, bad), 400, "Bad Request")
+        assert "created" in str(body["err_msg"])
+        assert ledger_count(db) == 0
+
+    def test_a_day_ahead_of_the_clock_is_still_accepted(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        soon = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)).isoformat()
+        response = post(client, admin_headers, event(tenant.project_id, "soon", created=soon))
+        assert response.status_code == 200, response.text
+
+    def test_the_first_bad_event_ends_validation(
+        self, client: TestClient, db: Database, admin_headers: dict[str, str]
+    ) -> None:
+        # A million integers: validating each (and reporting each) took a minute; now the
+        # first one is the answer.
+        body = b'{"events": [' + b",".join([b"1"] * 1_000_000) + b"]}"
+        response = client.post(
+            URL, content=body, headers={**admin_headers, "Content-Type": "application/json"}
+        )
+        error = assert_error(response, 400, "Bad Request")
+        assert "events.0" in str(error["err_msg"])
+        assert ledger_count(db) == 0
+
+    def test_more_events_than_any_deployment_allows_is_413(
+        self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
+    ) -> None:
+        one = event(tenant.project_id, "same")
+        response = post(client, admin_headers, *([one] * (BATCH_EVENTS_CAP + 1)))
+        error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert "limit is 10000" in str(error["err_msg"])
+        assert ledger_count(db) == 0

@@ -160,6 +160,9 @@ class TestAddPriceBadInput:
             ({"effective_from": "2027-01-01T00:00:00"}, "effective_from"),
             ({"effective_from": "2027-02-30T00:00:00Z"}, "effective_from"),
             ({"effective_from": "soon"}, "effective_from"),
+            # Valid ISO 8601 whose UTC form has no Python date: was an OverflowError, a 500.
+            ({"effective_from": "0001-01-01T00:00:00+14:00"}, "effective_from"),
+            ({"effective_from": "9999-12-31T23:59:59-14:00"}, "effective_from"),
             ({"plan": "platinum"}, "plan"),
             ({"plan": None}, "plan"),
             ({"version": ""}, "version"),

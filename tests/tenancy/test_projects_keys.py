@@ -251,6 +251,14 @@ class TestCreateKey:
         assert body["expiration_date"] == "2030-01-01T00:00:00Z"
         assert get_key(db, body["api_key_id"]).expires_at == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
+    @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+    def test_expiration_date_without_a_utc_form_is_400(
+        self, client: TestClient, db: Database, owner: Tenant, moment: str
+    ) -> None:
+        body = assert_error(create_key(client, owner, expiration_date=moment), 400, "Bad Request")
+        assert "expiration_date" in str(body["err_msg"])
+        assert "outside the dates" in str(body["err_msg"])
+
     def test_staff_admin_may_grant_any_scope(
         self, client: TestClient, db: Database, tenant: Tenant, admin_headers: dict[str, str]
     ) -> None:
