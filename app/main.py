@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.audit.endpoints import router as audit_router
+from app.billing.endpoints import MAX_INVOICE_BYTES
 from app.billing.endpoints import router as billing_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
@@ -15,10 +16,12 @@ from app.engine.registry import open_model_registry
 from app.erasure.endpoints import router as erasure_router
 from app.health.endpoints import router as health_router
 from app.kit.db import create_db_engine, make_sessionmaker
+from app.kit.guard import GuardRules, RequestGuardMiddleware
 from app.kit.heap import settle_heap
 from app.kit.http import RequestContextMiddleware, install_error_handlers
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
+from app.ledger.endpoints import MAX_BODY_BYTES as LEDGER_MAX_BODY_BYTES
 from app.ledger.endpoints import register_schemas as register_ledger_schemas
 from app.ledger.endpoints import router as ledger_router
 from app.listen.endpoints import router as listen_router
@@ -26,6 +29,7 @@ from app.listen.service import ActiveRequests, ListenRuntime, TranscriberCache
 from app.pricing.endpoints import router as pricing_router
 from app.samples.endpoints import router as samples_router
 from app.samples.runtime import open_sample_store
+from app.samples.service import MAX_TRANSCRIPT_BYTES
 from app.sampling.endpoints import router as sampling_router
 from app.sampling.policy import load_sampling_config
 from app.tenancy.auth import authenticate
@@ -45,6 +49,25 @@ Model Improvement Program governance. Two families of endpoints:
 
 Every error is `{"err_code", "err_msg", "request_id"}`; every response has `dg-request-id`.
 """
+
+
+def guard_rules(settings: Settings) -> GuardRules:
+    """The request guard's rules: body limits per route (the default for JSON bodies)."""
+    return GuardRules(
+        default_limit=settings.max_body_bytes,
+        limits={
+            ("POST", "/v1/listen"): settings.listen_max_audio_bytes,
+            ("POST", "/v1/governance/samples"): (
+                settings.max_sample_bytes + MAX_TRANSCRIPT_BYTES + 65536
+            ),
+            ("POST", "/v1/governance/ledger/events"): LEDGER_MAX_BODY_BYTES,
+            ("POST", "/v1/governance/billing/reconciliations"): MAX_INVOICE_BYTES,
+        },
+        idle_seconds=settings.body_idle_seconds,
+        min_bytes_per_second=settings.body_min_bytes_per_second,
+        # Every refused /v1/listen request is a ledger row: it sees the guard's refusals.
+        records_failures=frozenset({("POST", "/v1/listen")}),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,7 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sampling=app.state.sampling,
         max_audio_seconds=settings.listen_max_audio_seconds,
     )
-    app.state.listen_limiter = ActiveRequests(settings.max_active_requests)
+    app.state.listen_limiter = ActiveRequests(
+        settings.max_active_requests, settings.effective_max_active_requests_per_org
+    )
+    # Inner first: the guard's refusals pass through the request context (id, access log).
+    app.add_middleware(RequestGuardMiddleware, rules=guard_rules(settings))
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in (

@@ -42,6 +42,10 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
+    # A request with a body was authenticated by the request guard before it was read.
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     authenticate: Authenticator = request.app.state.authenticate
     principal = authenticate(session, request.headers.get("authorization"))
     request.state.principal = principal

@@ -13,6 +13,7 @@ Tree (domains subclass these beside their service)::
     ├── Forbidden               403 INSUFFICIENT_PERMISSIONS
     ├── NotFound                404 NOT_FOUND
     ├── Conflict                409 CONFLICT
+    ├── RequestTimeout          408 REQUEST_TIMEOUT
     ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE
     ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
     └── TooManyRequests         429 TOO_MANY_REQUESTS
@@ -85,12 +86,20 @@ class TooManyRequests(MIPError):
     err_code = "TOO_MANY_REQUESTS"
 
 
+class RequestTimeout(MIPError):
+    """The request body arrived too slowly (a stalled or trickling upload)."""
+
+    status_code = 408
+    err_code = "REQUEST_TIMEOUT"
+
+
 HTTP_ERROR_CODES: dict[int, str] = {
     400: BadRequest.err_code,
     401: Unauthorized.err_code,
     403: Forbidden.err_code,
     404: NotFound.err_code,
     405: "METHOD_NOT_ALLOWED",
+    408: RequestTimeout.err_code,
     409: Conflict.err_code,
     413: PayloadTooLarge.err_code,
     415: UnsupportedMediaType.err_code,

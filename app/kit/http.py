@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.context import current_request_id, request_id_var
 from app.kit.errors import HTTP_ERROR_CODES, INTERNAL_ERROR, MIPError
+from app.kit.guard import BodyRefused
 
 log = logging.getLogger("mip.http")
 
@@ -120,6 +121,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, BodyRefused):
+            return JSONResponse(exc.error.body(current_request_id()), status_code=exc.status_code)
         code = HTTP_ERROR_CODES.get(exc.status_code, "ERROR")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return error_response(exc.status_code, code, message)

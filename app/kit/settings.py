@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     max_batch_events: int = Field(default=10_000, ge=1, le=100_000)
+    # --- every request (app.kit.guard) ---
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="request body limit of endpoints without one of their own (JSON bodies)",
+    )
+    body_idle_seconds: float = Field(
+        default=10.0, gt=0, description="a request body silent this long is a 408"
+    )
+    body_min_bytes_per_second: int = Field(
+        default=1024, ge=0, description="after body_idle_seconds, a slower body is a 408"
+    )
     # Optional installation secret used as a bootstrap admin key by docker-compose; stored hashed.
     bootstrap_admin_key: SecretStr | None = None
 
@@ -94,6 +106,11 @@ class Settings(BaseSettings):
     max_active_requests: int = Field(
         default=4, ge=1, description="concurrent transcriptions; beyond it a 429"
     )
+    max_active_requests_per_org: int | None = Field(
+        default=None,
+        ge=1,
+        description="of those, one organization's at most; default half, at least one",
+    )
     listen_max_audio_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     listen_max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
     listen_url_enabled: bool = Field(default=False, description='accept JSON {"url": …} bodies')
@@ -145,6 +162,12 @@ class Settings(BaseSettings):
         if self.job_stale_seconds <= 2 * self.job_heartbeat_seconds:
             raise ValueError("MIP_JOB_STALE_SECONDS must exceed 2 x MIP_JOB_HEARTBEAT_SECONDS")
         return self
+
+    @property
+    def effective_max_active_requests_per_org(self) -> int:
+        if self.max_active_requests_per_org is not None:
+            return min(self.max_active_requests_per_org, self.max_active_requests)
+        return max(1, self.max_active_requests // 2)
 
     @property
     def effective_blob_url(self) -> str:

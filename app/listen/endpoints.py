@@ -24,6 +24,7 @@ from app.kit.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from app.kit.guard import BodyRefused
 from app.kit.settings import Settings
 from app.listen import service
 from app.listen.params import APPLIED, MODEL_FEATURES, NO_OPS, REFUSED, parse_listen_params
@@ -84,7 +85,8 @@ Listener = Annotated[Principal, Depends(listener)]
         403: {"description": "Not a project key with the listen scope"},
         413: {"description": "Audio too large or too long"},
         415: {"description": "Unsupported Content-Type"},
-        429: {"description": "Too many concurrent requests"},
+        408: {"description": "The audio arrived too slowly"},
+        429: {"description": "Too many concurrent requests (overall, or the organization's)"},
     },
 )
 async def listen(request: Request, session: SessionDep, principal: Listener) -> Response:
@@ -97,12 +99,15 @@ async def listen(request: Request, session: SessionDep, principal: Listener) -> 
     acquired = False
     try:
         job.params = parse_listen_params(request.query_params.multi_items())
-        # The slot is taken before the body is read, so memory for uploads is bounded too.
-        limiter.acquire()
-        acquired = True
+        # The slot is taken once the body is in: a slow or stalled upload (cut off by the
+        # request guard's pace rules) holds no transcription slot, and one organization
+        # holds at most its share of them.
         audio = await _read_audio(request, settings)
+        limiter.acquire(principal.organization_id)
+        acquired = True
         body = await run_in_threadpool(service.transcribe, session, runtime, job, audio)
-    except MIPError as err:
+    except (MIPError, BodyRefused) as exc:
+        err = exc.error if isinstance(exc, BodyRefused) else exc
         await run_in_threadpool(_record_failure, session, runtime, job, err.status_code)
         return JSONResponse(err.body(job.request_id), status_code=err.status_code)
     except Exception:
@@ -113,7 +118,7 @@ async def listen(request: Request, session: SessionDep, principal: Listener) -> 
         return JSONResponse(MIPError(INTERNAL_ERROR).body(job.request_id), status_code=500)
     finally:
         if acquired:
-            limiter.release()
+            limiter.release(principal.organization_id)
     return Response(orjson.dumps(body), media_type="application/json")
 
 

@@ -23,6 +23,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from app.kit.errors import BadRequest
+from app.kit.text import check_storable
 from asr.inference import KEYTERM_BOOST
 
 
@@ -172,6 +173,8 @@ def parse_listen_params(items: Sequence[tuple[str, str]]) -> ListenParams:
     params = ListenParams()
     seen: set[str] = set()
     for name, value in items:
+        check_storable("A query parameter's name", name)
+        check_storable(f"Query parameter {name}", value)
         if len(value) > MAX_VALUE:
             raise InvalidListenParameter(f"{name} is longer than {MAX_VALUE} characters.")
         if name in _SINGLE and name in seen:

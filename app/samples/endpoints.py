@@ -17,6 +17,7 @@ from app.kit.auth import Principal, Role, Scope
 from app.kit.deps import CurrentPrincipal, SessionDep, require_roles
 from app.kit.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
 from app.kit.openapi import error_responses
+from app.kit.text import check_storable
 from app.samples import repository, service
 from app.samples.deps import StoreDep
 from app.samples.schemas import ReferenceIn, SampleList, SampleRead, SampleUpdate
@@ -106,6 +107,7 @@ async def create_sample(
             raise BadRequest("project_id is not a UUID.") from None
         if not request_id:
             raise BadRequest("request_id is empty.")
+        check_storable("request_id", request_id)
         # The guards first: an opted-out request is refused before its audio is touched.
         entry = await run_in_threadpool(
             service.candidate_for, session, project_id=project_id, request_id=request_id

@@ -861,42 +861,106 @@ class TestConcurrency:
         assert rows[0].request_id == busy.headers["dg-request-id"]
 
 
-class TestConcurrencyOverHTTP:
-    """One real uvicorn, one slot: a client that stalls mid-upload holds the slot (it is taken
-    before the body is read), so a second real request is refused, not queued."""
+class TestFairness:
+    def test_one_organization_holds_at_most_its_share_of_the_slots(
+        self, serve: Serve, db: Database, speech: bytes
+    ) -> None:
+        api = serve(max_active_requests=2)  # an organization's share: 1
+        limiter = api.app.state.listen_limiter
+        other = make_tenant(db, name="Other org")
+        limiter.acquire(api.tenant.org_id)
+        try:
+            mine = api.post(speech, "tag=mine")
+            theirs = api.post(speech, "tag=theirs", headers=other.headers)
+        finally:
+            limiter.release(api.tenant.org_id)
+        assert_error(
+            mine,
+            429,
+            "Too many concurrent requests from this organization (limit 1); retry shortly.",
+        )
+        assert theirs.status_code == 200, theirs.text
+        assert limiter.active == 0
+        assert sorted((tuple(r.tags), r.http_status) for r in api.ledger()) == [
+            (("mine",), 429),
+            (("theirs",), 200),
+        ]
+
+
+class TestSlowUploadsOverHTTP:
+    """One real uvicorn, one slot. A client that stalls or trickles its upload holds no
+    transcription slot (it is taken once the body is in) and is cut off with a 408 that the
+    ledger records; the other clients are served meanwhile."""
 
     @pytest.fixture
     def settings(
         self, db: Database, tmp_path: Path, models_dir: Path, installed_packages: list[Path]
     ) -> Settings:
-        return listen_settings(db, tmp_path, models_dir, max_active_requests=1)
+        return listen_settings(
+            db, tmp_path, models_dir, max_active_requests=1, body_idle_seconds=1.0
+        )
 
-    def test_a_stalled_upload_holds_the_slot_then_leaves_a_500_row(
+    @staticmethod
+    def start_upload(live_server: str, tenant: Tenant, tag: str, body: bytes, sent: bytes) -> Any:
+        host, port = live_server.removeprefix("http://").split(":")
+        headers = {**tenant.headers, "Content-Type": "audio/wav"}
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        client = socket.create_connection((host, int(port)))
+        client.sendall(
+            f"POST /v1/listen?tag={tag} HTTP/1.1\r\nHost: {host}\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + sent
+        )
+        return client
+
+    @staticmethod
+    def statuses(db: Database) -> dict[tuple[str, ...], int]:
+        with db.session() as session:
+            rows = session.scalars(select(LedgerEntry)).all()
+            return {tuple(row.tags): row.http_status for row in rows}
+
+    def test_a_stalled_upload_is_cut_off_with_a_408_and_holds_no_slot(
         self, app: FastAPI, live_server: str, tenant: Tenant, db: Database, speech: bytes
     ) -> None:
-        limiter = app.state.listen_limiter
-        headers = {**tenant.headers, "Content-Type": "audio/wav"}
-        host, port = live_server.removeprefix("http://").split(":")
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        stalled = socket.create_connection((host, int(port)))
-        stalled.sendall(
-            f"POST /v1/listen?tag=stalled HTTP/1.1\r\nHost: {host}\r\n{head}"
-            f"Content-Length: {len(speech)}\r\n\r\n".encode()
-            + speech[:1024]
-        )
+        stalled = self.start_upload(live_server, tenant, "stalled", speech, speech[:1024])
         try:
-            assert wait_until(lambda: limiter.active == 1)
-            busy = httpx2.post(f"{live_server}/v1/listen?tag=busy", content=speech, headers=headers)
-            assert_error(busy, 429, "Too many concurrent requests (limit 1); retry shortly.")
+            headers = {**tenant.headers, "Content-Type": "audio/wav"}
+            served = httpx2.post(
+                f"{live_server}/v1/listen?tag=served", content=speech, headers=headers
+            )
+            assert served.status_code == 200, served.text
+            stalled.settimeout(30)
+            answer = stalled.recv(65536).decode(errors="replace")
         finally:
-            stalled.close()  # the client gives up: the server sees it gone mid-upload
-        assert wait_until(lambda: limiter.active == 0)
-        done = httpx2.post(f"{live_server}/v1/listen?tag=done", content=speech, headers=headers)
-        assert done.status_code == 200, done.text
-        with db.session() as session:
-            rows = session.scalars(select(LedgerEntry).order_by(LedgerEntry.created_at)).all()
-            statuses = {tuple(row.tags): row.http_status for row in rows}
-        assert statuses == {("stalled",): 500, ("busy",): 429, ("done",): 200}
+            stalled.close()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"err_code":"REQUEST_TIMEOUT"' in answer.replace(" ", "")
+        assert wait_until(lambda: self.statuses(db) == {("served",): 200, ("stalled",): 408})
+        assert app.state.listen_limiter.active == 0
+
+    def test_a_trickle_below_the_minimum_rate_is_cut_off(
+        self, app: FastAPI, live_server: str, tenant: Tenant, db: Database, speech: bytes
+    ) -> None:
+        trickle = self.start_upload(live_server, tenant, "trickle", speech, speech[:100])
+        trickle.settimeout(0.25)
+        answer = b""
+        try:
+            # A byte every 0.25 s: never silent for the 1 s idle limit, far below 1024 bytes/s.
+            for index in range(100, 400):
+                try:
+                    trickle.sendall(speech[index : index + 1])
+                    answer += trickle.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break  # the server closed the connection after answering
+                if answer:
+                    break
+        finally:
+            trickle.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"bytes/s, below the minimum of 1024" in answer
+        assert wait_until(lambda: self.statuses(db) == {("trickle",): 408})
 
 
 class TestAuth:
