@@ -20,6 +20,7 @@ from app.kit.auth import Principal, Role
 from app.kit.deps import SessionDep, require_roles
 from app.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.kit.openapi import error_responses
+from app.kit.text import ascii_number
 
 router = APIRouter(prefix="/v1/governance/billing", tags=["billing"])
 
@@ -43,8 +44,8 @@ async def invoice_csv_body(request: Request) -> bytes:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in CSV_MEDIA_TYPES:
         raise UnsupportedMediaType("Send the invoice CSV with 'Content-Type: text/csv'.")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_INVOICE_BYTES:
+    length = ascii_number(request.headers.get("content-length", ""))
+    if length is not None and length > MAX_INVOICE_BYTES:
         raise PayloadTooLarge(f"Invoice CSV over {MAX_INVOICE_BYTES} bytes.")
     body = await request.body()
     if len(body) > MAX_INVOICE_BYTES:

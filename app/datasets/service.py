@@ -27,6 +27,7 @@ from app.audit.service import record_event
 from app.datasets import repository
 from app.datasets.catalog import CatalogFilter, load_catalog
 from app.kit.errors import BadRequest, Conflict, NotFound
+from app.kit.text import ascii_number
 from app.samples.runtime import SampleStore
 from app.tables.datasets import TrainingSet
 from asr.tokenizer import CharTokenizer
@@ -265,11 +266,10 @@ def get_training_set_or_raise(session: Session, ref: str) -> TrainingSet:
         row = repository.get_training_set(session, uuid.UUID(ref))
     except ValueError:
         name, _, version = ref.partition(":")
-        if version and not version.isdigit():
+        number = ascii_number(version, max_digits=9) if version else None
+        if version and number is None:
             raise InvalidTrainingSet("A training set is NAME, NAME:VERSION or its id.") from None
-        row = repository.get_training_set_by_name(
-            session, name=name, version=int(version) if version else None
-        )
+        row = repository.get_training_set_by_name(session, name=name, version=number)
     if row is None:
         raise TrainingSetNotFound(f"Training set {ref} not found.")
     return row

@@ -23,15 +23,20 @@ Admin = Annotated[Principal, Depends(require_roles())]
 _ERRORS = error_responses(400, 401, 403, 404)
 
 
-def _erasure_scope(principal: Principal, body: ErasureIn) -> tuple[uuid.UUID, uuid.UUID | None]:
+def _erasure_scope(
+    principal: Principal, body: ErasureIn
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     if body.scope == "project" and body.project_id is None:
         raise BadRequest("scope 'project' needs project_id.")
     if principal.is_staff:
         if principal.role != Role.ADMIN:
             raise Forbidden("Only the admin role can request an erasure.")
-        if body.organization_id is None:
-            raise BadRequest("organization_id is required.")
-        return body.organization_id, body.project_id if body.scope == "project" else None
+        if body.scope == "organization":
+            if body.organization_id is None:
+                raise BadRequest("scope 'organization' needs organization_id.")
+            return body.organization_id, None
+        # A project's organization is the project's own; naming it is optional.
+        return body.organization_id, body.project_id
     if Scope.SAMPLES_WRITE not in principal.scopes:
         raise Forbidden("This key lacks the 'samples:write' scope.")
     if body.scope != "project" or body.project_id != principal.project_id:
@@ -113,14 +118,35 @@ def get_erasure(
     "/erasure-requests/{erasure_id}/resume",
     response_model=ErasureRead,
     summary="Resume a failed or interrupted erasure from its first unfinished store",
+    description=(
+        "Staff admin keys: any erasure; a project key with `samples:write`: its own project's."
+    ),
     responses=_ERRORS,
 )
 def resume_erasure(
-    request: Request, store: StoreDep, principal: Admin, erasure_id: uuid.UUID
+    request: Request, store: StoreDep, principal: CurrentPrincipal, erasure_id: uuid.UUID
 ) -> ErasureRead:
     factory = request.app.state.sessionmaker
     with session_scope(factory) as session:
-        service.get_erasure(session, erasure_id)
+        row = service.get_erasure(session, erasure_id)
+        _check_can_resume(principal, row.organization_id, row.project_id, erasure_id)
     return ErasureRead.model_validate(
         service.run_erasure(factory, store, erasure_id, actor=principal.actor)
     )
+
+
+def _check_can_resume(
+    principal: Principal,
+    organization_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    erasure_id: uuid.UUID,
+) -> None:
+    """Who may request an erasure may resume it (another tenant's is a 404)."""
+    if principal.is_staff:
+        if principal.role != Role.ADMIN:
+            raise Forbidden("Only the admin role can resume an erasure.")
+        return
+    if organization_id != principal.organization_id or project_id != principal.project_id:
+        raise service.ErasureNotFound(f"Erasure request {erasure_id} not found.")
+    if Scope.SAMPLES_WRITE not in principal.scopes:
+        raise Forbidden("This key lacks the 'samples:write' scope.")

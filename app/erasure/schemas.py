@@ -14,7 +14,8 @@ class ErasureIn(BaseModel):
 
     scope: Literal["organization", "project"]
     organization_id: uuid.UUID | None = Field(
-        default=None, description="required for scope organization (staff keys)"
+        default=None,
+        description="scope organization: required (staff keys); scope project: optional",
     )
     project_id: uuid.UUID | None = Field(default=None, description="required for scope project")
 

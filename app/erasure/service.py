@@ -20,7 +20,7 @@ from app.audit.service import record_event
 from app.datasets import service as datasets_service
 from app.erasure import repository
 from app.kit.db import session_scope, utcnow
-from app.kit.errors import Conflict, MIPError, NotFound
+from app.kit.errors import BadRequest, Conflict, MIPError, NotFound
 from app.samples import repository as samples_repository
 from app.samples.keys import destroy_organization_keys
 from app.samples.runtime import SampleStore
@@ -88,11 +88,21 @@ def purge_expired(
 def request_erasure(
     session: Session,
     *,
-    organization_id: uuid.UUID,
+    organization_id: uuid.UUID | None,
     project_id: uuid.UUID | None,
     actor: str,
 ) -> ErasureRequest:
-    """Record an erasure request (``pending``); :func:`run_erasure` carries it out."""
+    """Record an erasure request (``pending``); :func:`run_erasure` carries it out.
+
+    A project's erasure may leave ``organization_id`` out: it is the project's.
+    """
+    if organization_id is None:
+        if project_id is None:
+            raise BadRequest("Name the organization_id or the project_id to erase.")
+        found = tenancy_repository.get_project(session, project_id)
+        if found is None:
+            raise NotFound(f"Project {project_id} not found.")
+        organization_id = found.organization_id
     tenancy_repository.get_organization_or_raise(session, organization_id)
     if project_id is not None:
         project = tenancy_repository.get_project(session, project_id)

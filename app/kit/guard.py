@@ -43,7 +43,7 @@ from app.kit.auth import Principal
 from app.kit.context import current_request_id
 from app.kit.db import session_scope
 from app.kit.errors import MIPError, PayloadTooLarge, RequestTimeout
-from app.kit.text import UnstorableText, json_unstorable_reason, unstorable_reason
+from app.kit.text import UnstorableText, ascii_number, json_unstorable_reason, unstorable_reason
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -213,7 +213,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _content_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
-    return int(value) if value is not None and value.isdigit() else None
+    return None if value is None else ascii_number(value)
 
 
 def _has_body(scope: Scope) -> bool:

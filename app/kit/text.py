@@ -73,3 +73,15 @@ def json_unstorable_reason(body: bytes) -> str | None:
             ):
                 return "an unpaired UTF-16 surrogate"
     return None
+
+
+def ascii_number(text: str, *, max_digits: int = 18) -> int | None:
+    """The number ``text`` spells in ASCII digits (at most ``max_digits`` of them), else None.
+
+    ``str.isdigit`` is true for ``²`` and other digits ``int`` cannot read (a 500), and
+    ``int`` reads ``٣`` (Arabic-Indic three): a version, a size or a count in a request is
+    ASCII or it is no number. ``max_digits`` keeps it within a 64-bit column.
+    """
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None

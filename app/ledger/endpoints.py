@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.kit.auth import Principal, Role
 from app.kit.deps import SessionDep, SettingsDep, require_roles
 from app.kit.errors import PayloadTooLarge
+from app.kit.text import ascii_number
 from app.ledger import service
 from app.ledger.schemas import LedgerBatchIn, LedgerBatchOut
 
@@ -57,8 +58,8 @@ async def ingest_events(
     # The body is parsed and validated in one pass by pydantic-core (no intermediate Python
     # objects): the hot path of a 10,000-event batch. FastAPI's body parameter would
     # json.loads it first, then validate the objects.
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    length = ascii_number(request.headers.get("content-length", ""))
+    if length is not None and length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"Request body over {MAX_BODY_BYTES} bytes.")
     body = await request.body()
     # Validation runs in a worker thread: a large or hostile body must not stall the event

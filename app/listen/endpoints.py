@@ -26,6 +26,7 @@ from app.kit.errors import (
 )
 from app.kit.guard import BodyRefused
 from app.kit.settings import Settings
+from app.kit.text import ascii_number
 from app.listen import service
 from app.listen.params import APPLIED, MODEL_FEATURES, NO_OPS, REFUSED, parse_listen_params
 from app.listen.remote import fetch_audio
@@ -147,8 +148,8 @@ async def _read_audio(request: Request, settings: Settings) -> bytes:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    length = ascii_number(request.headers.get("content-length", ""))
+    if length is not None and length > limit:
         raise PayloadTooLarge(f"Request body over {limit} bytes.")
     body = bytearray()
     async for chunk in request.stream():

@@ -17,7 +17,7 @@ from app.kit.auth import Principal, Role, Scope
 from app.kit.deps import CurrentPrincipal, SessionDep, require_roles
 from app.kit.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
 from app.kit.openapi import error_responses
-from app.kit.text import check_storable
+from app.kit.text import ascii_number, check_storable
 from app.samples import repository, service
 from app.samples.deps import StoreDep
 from app.samples.schemas import ReferenceIn, SampleList, SampleRead, SampleUpdate
@@ -40,8 +40,8 @@ async def _read_multipart(request: Request, limit: int) -> FormData:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "multipart/form-data":
         raise UnsupportedMediaType("Send the sample as multipart/form-data.")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    length = ascii_number(request.headers.get("content-length", ""))
+    if length is not None and length > limit:
         raise PayloadTooLarge(f"Request body over {limit} bytes.")
     received = 0
 

@@ -53,7 +53,8 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
 _STAFF_READERS: dict[Scope, frozenset[Role]] = {
     Scope.USAGE_READ: frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR}),
     Scope.PROJECT_READ: frozenset({Role.ADMIN, Role.BILLING, Role.AUDITOR}),
-    Scope.KEYS_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
+    # Auditors read organizations, projects and usage, not a project's keys (README, roles).
+    Scope.KEYS_READ: frozenset({Role.ADMIN}),
     Scope.KEYS_WRITE: frozenset({Role.ADMIN}),
     Scope.LISTEN: frozenset(),
     Scope.SAMPLES_READ: frozenset({Role.ADMIN, Role.DATAOPS, Role.AUDITOR}),

@@ -218,7 +218,12 @@ def delete_key_v1(
     principal: CurrentPrincipal,
 ) -> MessageV1Read:
     key = service.get_live_project_key_or_raise(session, project_id=project_id, key_id=key_id)
-    service.revoke_key(session, key=key, actor=principal.actor)
+    service.revoke_key(
+        session,
+        key=key,
+        actor=principal.actor,
+        revoker_scopes=None if principal.is_staff else principal.scopes,
+    )
     return MessageV1Read(message=f"API key {key_id} deleted.")
 
 

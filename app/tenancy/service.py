@@ -327,10 +327,27 @@ class LastAdminKey(Conflict):
     """Revoking this key would leave no working admin staff key."""
 
 
-def revoke_key(session: Session, *, key: ApiKey, actor: str) -> ApiKey:
+def revoke_key(
+    session: Session,
+    *,
+    key: ApiKey,
+    actor: str,
+    revoker_scopes: frozenset[Scope] | None = None,
+) -> ApiKey:
     """Revoke a key (idempotent). The last working admin staff key cannot be revoked: the
     governance API would be locked until someone with shell access ran ``mip staff create-key``.
+
+    ``revoker_scopes`` are the scopes of the project key asking (``None`` for staff and the
+    CLI): as with creating, a key can only revoke keys whose scopes it holds itself (a
+    ``keys:write`` key could otherwise lock its project's admin key out).
     """
+    if revoker_scopes is not None:
+        missing = expand_scopes(key.scopes) - revoker_scopes - _BUNDLE_NAMES
+        if missing:
+            raise ScopeEscalation(
+                "A key cannot delete a key with scopes it does not hold: "
+                f"{', '.join(sorted(s.value for s in missing))}."
+            )
     if key.revoked_at is None:
         if (
             key.role == Role.ADMIN.value

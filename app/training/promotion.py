@@ -26,6 +26,7 @@ from app.audit.service import record_event
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.kit.settings import Settings
+from app.kit.text import ascii_number
 from app.samples.runtime import SampleStore
 from app.tables.training import VERSION_STATUSES, ModelVersion, TrainingJob
 from app.training import repository
@@ -102,8 +103,9 @@ def next_version(session: Session, name: str, base_version: str | None) -> str:
     numbers = [0]
     for version in taken:
         date, _, number = version.partition(".")
-        if date == today and number.isdigit():
-            numbers.append(int(number))
+        parsed = ascii_number(number)
+        if date == today and parsed is not None:
+            numbers.append(parsed)
     return f"{today}.{max(numbers) + 1}"
 
 

@@ -13,7 +13,8 @@ from app.erasure import service as lifecycle
 from app.kit.settings import Settings
 from app.samples.runtime import open_sample_store
 from app.tables import AuditEntry, DataKey, ErasureRequest, Sample
-from tests.conftest import Database, S3Endpoint, make_tenant
+from app.tenancy.service import create_project_key
+from tests.conftest import Database, S3Endpoint, make_staff_key, make_tenant
 from tests.samples.conftest import Service, build_service, make_settings, mip
 
 
@@ -116,6 +117,61 @@ class TestErasure:
             "/v1/governance/erasure-requests", json={"scope": "galaxy"}, headers=service.admin
         )
         assert bad.status_code == 400
+
+    def test_admin_erases_a_project_named_by_its_id_alone(
+        self, service: Service, speech: bytes
+    ) -> None:
+        # The README's body: {"scope": "project", "project_id": …} (it was a 400 asking for
+        # organization_id, which the project already names).
+        service.keep("a-1", speech)
+        response = service.client.post(
+            "/v1/governance/erasure-requests",
+            json={"scope": "project", "project_id": str(service.tenant.project_id)},
+            headers=service.admin,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["status"], body["organization_id"]) == ("done", str(service.tenant.org_id))
+        assert service.object_count() == 0
+        unknown = service.client.post(
+            "/v1/governance/erasure-requests",
+            json={"scope": "project", "project_id": str(uuid.uuid4())},
+            headers=service.admin,
+        )
+        assert unknown.status_code == 404
+        no_org = service.client.post(
+            "/v1/governance/erasure-requests", json={"scope": "organization"}, headers=service.admin
+        )
+        assert no_org.status_code == 400
+        assert "needs organization_id" in no_org.json()["err_msg"]
+
+    def test_a_project_key_resumes_its_own_projects_erasure_only(
+        self, service: Service, speech: bytes
+    ) -> None:
+        service.keep("r-1", speech)
+        factory = service.app.state.sessionmaker
+        with factory() as session, session.begin():
+            erasure = lifecycle.request_erasure(
+                session,
+                organization_id=service.tenant.org_id,
+                project_id=service.tenant.project_id,
+                actor="t",
+            )
+        url = f"/v1/governance/erasure-requests/{erasure.id}/resume"
+        other = make_tenant(service.db, name="Other", scopes=["admin"])
+        assert service.client.post(url, headers=other.headers).status_code == 404
+        with factory() as session, session.begin():
+            _key, member = create_project_key(
+                session, project_id=service.tenant.project_id, actor="t", scopes=["member"]
+            )
+        lacking = {"Authorization": f"Token {member}"}  # its own project, no samples:write
+        assert service.client.post(url, headers=lacking).status_code == 403
+        dataops = make_staff_key(service.db, "dataops")
+        assert service.client.post(url, headers=dataops).status_code == 403
+        resumed = service.client.post(url, headers=service.tenant.headers)
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "done"
+        assert service.object_count() == 0
 
     def test_failed_erasure_stays_failed_and_resumes(
         self, db: Database, tmp_path: Path, s3_endpoint: S3Endpoint, speech: bytes

@@ -155,6 +155,10 @@ class TestMissing:
         with pytest.raises(BlobNotFound, match="nope") as info:
             store.get("nope")
         assert info.value.status_code == 404
+        # A 404 a client may see: it names the key, never where the store is.
+        assert store.url not in info.value.message
+        assert "file://" not in info.value.message
+        assert "s3://" not in info.value.message
 
     def test_size_is_none_and_exists_false(self, store: BlobStore) -> None:
         assert store.size("nope") is None

@@ -93,7 +93,8 @@ class TestAuthorizeProject:
             ("admin", Scope.KEYS_WRITE, True),
             ("billing", Scope.USAGE_READ, True),
             ("billing", Scope.KEYS_WRITE, False),
-            ("auditor", Scope.KEYS_READ, True),
+            ("auditor", Scope.KEYS_READ, False),  # keys are not audit evidence
+            ("auditor", Scope.USAGE_READ, True),
             ("dataops", Scope.USAGE_READ, False),
             ("admin", Scope.LISTEN, False),
         ],

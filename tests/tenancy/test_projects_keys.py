@@ -185,15 +185,18 @@ class TestListKeys:
         body = assert_error(response, 400, "Bad Request")
         assert "status" in str(body["err_msg"])
 
-    def test_auditor_reads_billing_does_not(
-        self, client: TestClient, db: Database, tenant: Tenant
+    @pytest.mark.parametrize("role", ["auditor", "billing", "dataops"])
+    def test_only_admin_staff_read_a_projects_keys(
+        self, client: TestClient, db: Database, tenant: Tenant, role: str
     ) -> None:
-        response = client.get(keys_url(tenant.project_id), headers=make_staff_key(db, "auditor"))
+        # The roles table gives auditors organizations, projects, usage and the audit log; a
+        # project's keys (comments, scopes, tags) are its own.
+        response = client.get(keys_url(tenant.project_id), headers=make_staff_key(db, role))
+        assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
+        response = client.get(keys_url(tenant.project_id), headers=make_staff_key(db, "admin"))
         assert [i["api_key"]["api_key_id"] for i in response.json()["api_keys"]] == [
             str(tenant.key_id)
         ]
-        response = client.get(keys_url(tenant.project_id), headers=make_staff_key(db, "billing"))
-        assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
 
     def test_another_tenants_project_is_404(
         self, client: TestClient, db: Database, owner: Tenant
@@ -451,6 +454,25 @@ class TestDeleteKey:
             "INVALID_AUTH",
         )
         assert_error(client.delete(url, headers=owner.headers), 404, "NOT_FOUND")
+
+    def test_a_key_deletes_only_keys_whose_scopes_it_holds(
+        self, client: TestClient, db: Database, owner: Tenant
+    ) -> None:
+        writer = create_key(client, owner, scopes=["keys:write"]).json()
+        peer = create_key(client, owner, scopes=["keys:write"]).json()
+        headers = token(writer["key"])
+        # The project's admin key holds scopes the writer does not: it stays.
+        response = client.delete(f"{keys_url(owner.project_id)}/{owner.key_id}", headers=headers)
+        error = assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
+        assert "cannot delete a key with scopes it does not hold" in str(error["err_msg"])
+        assert get_key(db, str(owner.key_id)).revoked_at is None
+        assert client.get(f"/v1/projects/{owner.project_id}", headers=owner.headers).is_success
+        # A key with no more than the writer's scopes may go.
+        response = client.delete(
+            f"{keys_url(owner.project_id)}/{peer['api_key_id']}", headers=headers
+        )
+        assert response.status_code == 200, response.text
+        assert get_key(db, peer["api_key_id"]).revoked_at is not None
 
     def test_another_projects_key_is_404_and_keeps_working(
         self, client: TestClient, db: Database, owner: Tenant

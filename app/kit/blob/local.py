@@ -69,7 +69,7 @@ class LocalBlobStore:
         try:
             handle = open(path, "rb", buffering=0)  # BlobStream closes it
         except ABSENT:
-            raise BlobNotFound(f"no blob {key!r} in {self.url}") from None
+            raise BlobNotFound(f"no blob {key!r}") from None
         except OSError as exc:
             raise self._error("get", key, exc) from exc
         return BlobStream(self._checked_read(handle.read, key), handle.close)

@@ -132,7 +132,7 @@ class S3BlobStore:
                 response = self.client.get_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
                 if _error_code(exc) in NOT_FOUND_CODES:
-                    raise BlobNotFound(f"no blob {key!r} in {self.url}") from None
+                    raise BlobNotFound(f"no blob {key!r}") from None
                 raise
         body = response["Body"]
         return BlobStream(self._checked_read(body.read, object_key), body.close)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.kit.crypto.segments import DATA_KEY_SIZE, NONCE_SIZE, TAG_SIZE, encode_context
 from app.kit.errors import MIPError
+from app.kit.text import ascii_number
 from durable import write_atomic
 
 KEY_FILE_FORMAT = 1
@@ -292,7 +293,7 @@ def _wrap_aad(context: Mapping[str, str], kek_version: str) -> bytes:
 
 def _local_number(version: str) -> int:
     digits = version.removeprefix(LOCAL_VERSION_PREFIX)
-    return int(digits) if digits.isdigit() else 0
+    return ascii_number(digits) or 0
 
 
 def _refuse_loose_mode(path: Path, mode: int) -> None:
