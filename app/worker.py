@@ -1,8 +1,9 @@
 """``mip worker``: periodic background tasks, one unit of work each.
 
-Tasks: verify the audit chain and log the result (an alert hook for operators); purge
-samples past their retention deadline; then run one queued training job, if any (taking jobs
-back from dead workers first). A worker that just ran a job looks for the next one at once.
+Tasks: verify the audit chain and the sealed billing periods and log the results (an alert
+hook for operators); purge samples past their retention deadline; then run one queued training
+job, if any (taking jobs back from dead workers first). A worker that just ran a job looks for
+the next one at once.
 
     run_worker(interval=60.0)            # mip worker
     run_worker(interval=60.0, jobs=False)  # mip worker --no-jobs: periodic tasks only
@@ -24,6 +25,7 @@ from app.erasure.service import purge_expired
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
+from app.ledger.seals import verify_seals
 from app.samples.runtime import SampleStore, open_sample_store
 from app.training.queue import Executor, default_worker_id, work_once
 
@@ -39,7 +41,17 @@ def check_audit_chain(session: Session) -> None:
         log.error("audit chain broken", extra={"fields": {**fields, "reason": report.reason}})
 
 
-TASKS: tuple[Callable[[Session], None], ...] = (check_audit_chain,)
+def check_sealed_periods(session: Session) -> None:
+    checks = verify_seals(session)
+    broken = [check.period for check in checks if not check.ok]
+    fields = {"periods": len(checks), "broken": broken}
+    if broken:
+        log.error("sealed billing periods changed", extra={"fields": fields})
+    else:
+        log.info("sealed billing periods verified", extra={"fields": fields})
+
+
+TASKS: tuple[Callable[[Session], None], ...] = (check_audit_chain, check_sealed_periods)
 
 
 def purge_expired_samples(factory: sessionmaker[Session], store: SampleStore) -> None:

@@ -75,15 +75,16 @@ class Database:
                 # TRUNCATE does not fire the audit log's row-level append-only trigger.
                 conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
             else:
-                conn.execute(text("DROP TRIGGER IF EXISTS audit_entries_no_delete"))
+                # The append-only triggers (audit log, ledger) refuse DELETE: set them aside.
+                triggers = list(
+                    conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+                )
+                for name, _sql in triggers:
+                    conn.execute(text(f'DROP TRIGGER "{name}"'))
                 for table in tables:
                     conn.execute(text(f"DELETE FROM {table}"))
-                conn.execute(
-                    text(
-                        "CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries "
-                        "BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END"
-                    )
-                )
+                for _name, sql in triggers:
+                    conn.execute(text(sql))
             conn.execute(insert(PriceBookEntry), self.seed_prices)
 
     def session(self) -> Any:

@@ -237,3 +237,30 @@ def periods(json_output: Annotated[bool, typer.Option("--json")] = False) -> Non
             ["period", "closed_at", "closed_by"],
             [[r["period"], r["closed_at"], r["closed_by"]] for r in rows],
         )
+
+
+@billing_app.command("verify-seals")
+def verify_seals(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Recompute every closed period's sealed digest; exit 1 when a period's rows changed."""
+    with cli_session() as session:
+        checks = [check.as_dict() for check in service.verify_seals(session)]
+    ok = all(check["ok"] for check in checks)
+    if json_output:
+        print_json({"ok": ok, "periods": checks})
+    else:
+        print_table(
+            "Sealed billing periods",
+            ["period", "ok", "rows", "amount_micros", "digest"],
+            [
+                [
+                    c["period"],
+                    c["ok"],
+                    c["actual"]["rows"],
+                    c["actual"]["amount_micros"],
+                    c["actual"]["digest"][:16],
+                ]
+                for c in checks
+            ],
+        )
+    if not ok:
+        raise typer.Exit(1)

@@ -15,6 +15,8 @@ from app.billing.schemas import (
     BillingReport,
     ExportFormat,
     ReconciliationResult,
+    SealCheckRead,
+    SealVerificationRead,
 )
 from app.kit.auth import Principal, Role
 from app.kit.deps import SessionDep, require_roles
@@ -25,6 +27,7 @@ from app.kit.text import ascii_number
 router = APIRouter(prefix="/v1/governance/billing", tags=["billing"])
 
 BillingStaff = Annotated[Principal, Depends(require_roles(Role.BILLING))]
+SealReader = Annotated[Principal, Depends(require_roles(Role.BILLING, Role.AUDITOR))]
 
 # An invoice line is ~150 bytes: 16 MiB is ~100,000 lines, far beyond a month's invoices.
 MAX_INVOICE_BYTES = 16 * 1024 * 1024
@@ -176,3 +179,19 @@ def close_period(principal: BillingStaff, session: SessionDep, period: str) -> B
 def list_periods(_principal: BillingStaff, session: SessionDep) -> BillingPeriodList:
     periods = service.list_closed_periods(session)
     return BillingPeriodList(periods=[BillingPeriodRead.model_validate(p) for p in periods])
+
+
+@router.get(
+    "/seals",
+    response_model=SealVerificationRead,
+    summary="Verify the sealed digests of closed billing periods",
+    description=(
+        "Every closed period's digest, as its close's audit entry recorded it, recomputed over "
+        "its ledger rows as they are now: `ok` is false when any row was changed, removed or "
+        "added around the database's append-only rule. Roles `billing`, `auditor`, `admin`."
+    ),
+    responses={401: _ERRORS[401], 403: _ERRORS[403]},
+)
+def verify_seals(_principal: SealReader, session: SessionDep) -> SealVerificationRead:
+    checks = [SealCheckRead.model_validate(c.as_dict()) for c in service.verify_seals(session)]
+    return SealVerificationRead(ok=all(c.ok for c in checks), periods=checks)

@@ -139,3 +139,22 @@ class BillingPeriodRead(BaseModel):
 
 class BillingPeriodList(BaseModel):
     periods: list[BillingPeriodRead] = Field(description="Closed periods, oldest first")
+
+
+class PeriodSealRead(BaseModel):
+    rows: int = Field(description="Ledger rows billed in the period")
+    amount_micros: int = Field(description="Their net amount, integer micro-dollars")
+    digest: str = Field(description="sha256 of the rows (see digest_of)")
+    digest_of: str
+
+
+class SealCheckRead(BaseModel):
+    period: str
+    ok: bool = Field(description="The rows still hash to the digest recorded at the close")
+    recorded: PeriodSealRead = Field(description="As the close's audit entry records it")
+    actual: PeriodSealRead = Field(description="As the rows are now")
+
+
+class SealVerificationRead(BaseModel):
+    ok: bool
+    periods: list[SealCheckRead]

@@ -33,6 +33,8 @@ from app.billing.schemas import (
 )
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest
+from app.ledger import seals
+from app.ledger.seals import SealCheck
 from app.ledger.service import close_period, validate_period
 from app.tables.ledger import BillingPeriod
 from app.tenancy import repository as tenancy_repository
@@ -202,3 +204,8 @@ def close(session: Session, *, period: str, actor: str) -> BillingPeriod:
 
 def list_closed_periods(session: Session) -> Sequence[BillingPeriod]:
     return repository.closed_periods(session)
+
+
+def verify_seals(session: Session) -> list[SealCheck]:
+    """Every closed month's recorded seal against its rows as they are now."""
+    return seals.verify_seals(session)

@@ -27,6 +27,7 @@ from app.kit.errors import BadRequest, Conflict, NotFound
 from app.ledger import repository
 from app.ledger.repository import LedgerRow
 from app.ledger.schemas import LedgerEventIn
+from app.ledger.seals import SEAL_ACTION, seal_period
 from app.pricing.service import ContractTerms, PriceBook, price_request
 from app.sampling.policy import SamplingConfig, SamplingPolicy
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -413,6 +414,8 @@ def record_request(
 def close_period(session: Session, *, period: str, actor: str) -> BillingPeriod:
     """Close a billing month; later events for it become adjustments in the next open month.
 
+    The close's audit entry carries the month's seal (:mod:`app.ledger.seals`).
+
     Only a month that has ended can be closed: closing a running month would turn all of its
     remaining usage into adjustments.
     """
@@ -431,12 +434,14 @@ def close_period(session: Session, *, period: str, actor: str) -> BillingPeriod:
     row.closed_at = utcnow()
     row.closed_by = actor
     session.flush()
+    # The month's seal: nothing more can be billed in it, and its rows are append-only.
     record_event(
         session,
         actor=actor,
-        action="billing_period.closed",
+        action=SEAL_ACTION,
         target_type="billing_period",
         target_id=period,
+        details=seal_period(session, period).as_details(),
     )
     return row
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.tables import LedgerEntry
 from tests.conftest import Database
@@ -37,3 +39,31 @@ def ledger_rows(db: Database) -> dict[str, LedgerEntry]:
     with db.session() as session:
         rows = session.scalars(select(LedgerEntry)).all()
         return {r.request_id: r for r in rows}
+
+
+@contextmanager
+def as_database_owner(db: Database) -> Iterator[None]:
+    """The ledger's append-only triggers set aside, as the database's owner could: for tests
+    that show what the other defences (sealed digests, audit-sampling) catch."""
+    with db.engine.begin() as conn:
+        if db.backend == "postgresql":
+            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+            saved: list[str] = []
+        else:
+            rows = conn.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master "
+                    "WHERE type = 'trigger' AND tbl_name = 'ledger_entries'"
+                )
+            ).all()
+            saved = [sql for _name, sql in rows]
+            for name, _sql in rows:
+                conn.execute(text(f'DROP TRIGGER "{name}"'))
+    try:
+        yield
+    finally:
+        with db.engine.begin() as conn:
+            if db.backend == "postgresql":
+                conn.execute(text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+            for sql in saved:
+                conn.execute(text(sql))

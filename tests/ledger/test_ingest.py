@@ -23,7 +23,7 @@ from app.sampling.policy import SamplingConfig
 from app.tables import LedgerEntry
 from tests.conftest import Database, Tenant, make_staff_key, make_tenant
 from tests.kit.test_http import assert_error
-from tests.ledger.helpers import event, ledger_count, ledger_rows
+from tests.ledger.helpers import as_database_owner, event, ledger_count, ledger_rows
 
 URL = "/v1/governance/ledger/events"
 
@@ -161,7 +161,7 @@ class TestEventDigest:
         assert post(client, admin_headers, *batch).status_code == 200
         # As an earlier version recorded them: the digest of the sorted-keys JSON object.
         validated = [LedgerEventIn.model_validate(e) for e in batch]
-        with db.session() as session:
+        with as_database_owner(db), db.session() as session:
             for item, digest in zip(validated, legacy_event_hashes(validated), strict=True):
                 session.execute(
                     update(LedgerEntry)

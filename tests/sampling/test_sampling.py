@@ -22,6 +22,7 @@ from app.sampling.policy import (
 )
 from app.tables import LedgerEntry
 from tests.conftest import Database, make_tenant
+from tests.ledger.helpers import as_database_owner
 from tests.samples.conftest import (
     T0,
     Service,
@@ -146,7 +147,7 @@ class TestRates:
         assert result.exit_code == 0, result.output
         report = orjson.loads(result.stdout)
         assert (report["ledger_rows"], report["selected"]) == (20, 13)
-        with service.db.session() as session:
+        with as_database_owner(service.db), service.db.session() as session:
             session.execute(
                 update(LedgerEntry)
                 .where(LedgerEntry.request_id == "a-0")
