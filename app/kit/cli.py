@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +23,21 @@ from app.kit.settings import get_settings
 # Piped output (no terminal) gets a wide console: rich would otherwise cut figures to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
-CLI_ACTOR = "cli"
+
+
+def _cli_actor() -> str:
+    """Who ran a command, for the audit log: ``cli:<OS user>@<host>``.
+
+    The audit log's actor column holds 100 characters; a user or host name is cut to fit.
+    """
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user[:40]}@{socket.gethostname()[:50]}"
+
+
+CLI_ACTOR = _cli_actor()
 
 
 @contextmanager

@@ -340,12 +340,29 @@ def label_sample(
     actor: str,
     legal_hold: bool | None = None,
 ) -> Sample:
-    """Set attributes as ``labeled`` (None clears one); optionally set the legal hold."""
+    """Set attributes as ``labeled`` (None clears one); optionally set the legal hold.
+
+    Both are audited: a label decides which training sets a sample balances into.
+    """
+    changed: dict[str, dict[str, Any]] = {}
     for name, value in check_attributes(attributes).items():
+        before = getattr(sample, name)
+        if before != value:
+            changed[name] = {"from": before, "to": value}
         _set_attribute(sample, name, value, "labeled")
     if attributes:
         sample.labeled_at = utcnow()
         sample.labeled_by = actor
+    if changed:
+        record_event(
+            session,
+            actor=actor,
+            action="sample.labeled",
+            target_type="sample",
+            target_id=str(sample.id),
+            organization_id=sample.organization_id,
+            details={"attributes": changed},
+        )
     if legal_hold is not None and legal_hold != sample.legal_hold:
         sample.legal_hold = legal_hold
         record_event(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
+import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -143,5 +145,6 @@ class TestAudit:
             {"period": PERIOD, "organization_id": None, "format": "csv", "lines": 4},
             {"period": PERIOD, "organization_id": str(ledger.beta), "format": "table", "lines": 1},
         ]
-        assert entries[0].actor == "cli"
+        # The person at the keyboard, not just "cli": the OS user and the host.
+        assert entries[0].actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"
         assert entries[1].organization_id == ledger.beta
