@@ -1,9 +1,9 @@
 """``mip worker``: periodic background tasks, one unit of work each.
 
 Tasks: verify the audit chain and the sealed billing periods and log the results (an alert
-hook for operators); purge samples past their retention deadline; then run one queued training
-job, if any (taking jobs back from dead workers first). A worker that just ran a job looks for
-the next one at once.
+hook for operators); purge samples past their retention deadline; flag model versions trained
+on tainted training sets; then run one queued training job, if any (taking jobs back from dead
+workers first). A worker that just ran a job looks for the next one at once.
 
     run_worker(interval=60.0)            # mip worker
     run_worker(interval=60.0, jobs=False)  # mip worker --no-jobs: periodic tasks only
@@ -27,6 +27,7 @@ from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
 from app.ledger.seals import verify_seals
 from app.samples.runtime import SampleStore, open_sample_store
+from app.training.promotion import flag_tainted_versions
 from app.training.queue import Executor, default_worker_id, work_once
 
 log = logging.getLogger("mip.worker")
@@ -58,6 +59,18 @@ def purge_expired_samples(factory: sessionmaker[Session], store: SampleStore) ->
     report = purge_expired(factory, store, actor="worker")
     if report.purged:
         log.info("expired samples purged", extra={"fields": {"purged": report.purged}})
+
+
+def flag_tainted_models(
+    factory: sessionmaker[Session], store: SampleStore, settings: Settings
+) -> None:
+    with session_scope(factory) as session:
+        flagged = flag_tainted_versions(session, store, settings, actor="worker")
+        if flagged:
+            log.warning(
+                "model versions trained on tainted sets flagged",
+                extra={"fields": {"versions": [str(v.id) for v in flagged]}},
+            )
 
 
 def load_executor() -> Executor | None:
@@ -143,6 +156,10 @@ def _loop(
             purge_expired_samples(factory, store)
         except Exception:
             log.exception("task failed", extra={"fields": {"task": "purge_expired_samples"}})
+        try:
+            flag_tainted_models(factory, store, settings)
+        except Exception:
+            log.exception("task failed", extra={"fields": {"task": "flag_tainted_models"}})
         ran_job = False
         if jobs:
             try:

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         default=None,
         description="a running job's decrypted data (removed after); default data_dir/scratch",
     )
+    tainted_model_policy: Literal["flag", "demote"] = Field(
+        default="flag",
+        description="a served version whose training set was tainted: flag it (audited) or "
+        "also demote it to the last clean version",
+    )
     promotion_max_group_regression: float = Field(
         default=0.02,
         ge=0,

@@ -112,3 +112,7 @@ class ModelVersion(Base):
     promoted_by: Mapped[str | None] = mapped_column(String(100))
     # The version this one replaced when promoted; demotion puts that one back.
     replaced_id: Mapped[UUID | None] = mapped_column(Uuid)
+    # Set when its training set was tainted (an erasure or a purge removed samples it held):
+    # it cannot be promoted, and a served one is handled by MIP_TAINTED_MODEL_POLICY.
+    tainted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    taint_reason: Mapped[str | None] = mapped_column(String(1000))

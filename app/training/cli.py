@@ -263,3 +263,35 @@ def reject(
         row = promotion.reject(session, ref, actor=CLI_ACTOR, reason=reason)
         version = version_read(row, settings)
     _print_version(version, json_output, f"Rejected {version.name} {version.version}.")
+
+
+@models_app.command("flag-tainted")
+def flag_tainted(json_output: JsonOption = False) -> None:
+    """Flag versions trained on a tainted training set (`mip worker` does it periodically).
+
+    A flagged version cannot be promoted; a served one is also demoted when
+    MIP_TAINTED_MODEL_POLICY=demote.
+    """
+    settings = get_settings()
+    with cli_session() as session:
+        flagged = promotion.flag_tainted_versions(
+            session, open_sample_store(settings), settings, actor=CLI_ACTOR
+        )
+        rows = [
+            {
+                "id": str(v.id),
+                "name": v.name,
+                "version": v.version,
+                "status": v.status,
+                "reason": v.taint_reason,
+            }
+            for v in flagged
+        ]
+    if json_output:
+        print_json(rows)
+        return
+    print_table(
+        "Flagged model versions",
+        ["id", "name", "version", "status", "reason"],
+        [list(row.values()) for row in rows],
+    )

@@ -55,6 +55,10 @@ class VersionStateConflict(Conflict):
     """The version's status does not allow this (e.g. demoting a candidate)."""
 
 
+class TaintedVersion(Conflict):
+    """Trained on a training set that held erased or purged samples: never served again."""
+
+
 # --- versions ---
 
 
@@ -219,6 +223,10 @@ def promote(
             f"{version.name} {version.version} is {version.status}; only a candidate or a "
             "demoted version can be promoted."
         )
+    taint = version.taint_reason or repository.training_set_taint(session, version.training_set_id)
+    if taint is not None:
+        # Not even with force: what an erasure removed must not be served again.
+        raise TaintedVersion(f"{version.name} {version.version} cannot be promoted: {taint}.")
     verdict = verdict_for(version, settings)
     if not verdict["passed"] and not force:
         raise PromotionRefused(
@@ -278,8 +286,12 @@ def demote(
         )
     models_dir = settings.effective_models_dir
     restored = repository.get_version(session, version.replaced_id) if version.replaced_id else None
-    if restored is not None and restored.status != "demoted":
-        restored = None  # rejected since: it must not come back
+    if restored is not None and (
+        restored.status != "demoted"  # rejected since: it must not come back
+        or restored.tainted_at is not None
+        or repository.training_set_taint(session, restored.training_set_id) is not None
+    ):
+        restored = None
     version.status = "demoted"
     session.flush()
     if restored is not None:
@@ -322,6 +334,45 @@ def reject(session: Session, ref: str, *, actor: str, reason: str | None = None)
         details={"name": version.name, "version": version.version, "reason": reason},
     )
     return version
+
+
+def flag_tainted_versions(
+    session: Session, store: SampleStore, settings: Settings, *, actor: str
+) -> list[ModelVersion]:
+    """Flag every version trained on a tainted set (audited); the flagged ones return.
+
+    A served (promoted) one is also demoted when ``MIP_TAINTED_MODEL_POLICY`` is ``demote``:
+    the version it replaced comes back if that one is clean, else the base model serves.
+    Idempotent: a flagged version is not flagged again.
+    """
+    flagged = []
+    for version, training_set in repository.unflagged_versions_on_tainted_sets(session):
+        version.tainted_at = utcnow()
+        version.taint_reason = (
+            f"trained on training set {training_set.name}:{training_set.version}, tainted "
+            f"({training_set.taint_reason})"
+        )[:1000]
+        served = version.status == "promoted"
+        session.flush()
+        record_event(
+            session,
+            actor=actor,
+            action="model_version.tainted",
+            target_type=_TARGET,
+            target_id=str(version.id),
+            details={
+                "name": version.name,
+                "version": version.version,
+                "training_set_id": str(training_set.id),
+                "reason": version.taint_reason,
+                "served": served,
+                "policy": settings.tainted_model_policy,
+            },
+        )
+        if served and settings.tainted_model_policy == "demote":
+            demote(session, store, settings, str(version.id), actor=actor)
+        flagged.append(version)
+    return flagged
 
 
 def maybe_auto_promote(

@@ -16,6 +16,7 @@ from sqlalchemy import CursorResult, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.kit.db import paged
+from app.tables.datasets import TrainingSet
 from app.tables.training import ModelVersion, TrainingJob, TrainingJobLog
 
 
@@ -228,3 +229,30 @@ def promoted_version(session: Session, *, name: str) -> ModelVersion | None:
         .order_by(ModelVersion.promoted_at.desc())
         .with_for_update()
     ).first()
+
+
+def unflagged_versions_on_tainted_sets(
+    session: Session,
+) -> list[tuple[ModelVersion, TrainingSet]]:
+    """Versions (not rejected) trained on a tainted set and not flagged yet, with the set."""
+    stmt = (
+        select(ModelVersion, TrainingSet)
+        .join(TrainingSet, TrainingSet.id == ModelVersion.training_set_id)
+        .where(
+            TrainingSet.status == "tainted",
+            ModelVersion.tainted_at.is_(None),
+            ModelVersion.status != "rejected",
+        )
+        .order_by(ModelVersion.created_at)
+    )
+    return [(version, training_set) for version, training_set in session.execute(stmt)]
+
+
+def training_set_taint(session: Session, training_set_id: uuid.UUID | None) -> str | None:
+    """Why the set is tainted, or None (also for no set)."""
+    if training_set_id is None:
+        return None
+    row = session.get(TrainingSet, training_set_id)
+    if row is None or row.status != "tainted":
+        return None
+    return f"trained on training set {row.name}:{row.version}, tainted ({row.taint_reason})"

@@ -150,6 +150,12 @@ class ModelVersionRead(BaseModel):
     replaced_id: UUID | None = Field(
         description="the version this one replaced when promoted; demotion restores it"
     )
+    tainted_at: dt.datetime | None = Field(
+        default=None,
+        description="when the version was flagged: its training set held erased or purged "
+        "samples (it cannot be promoted)",
+    )
+    taint_reason: str | None = None
 
     @classmethod
     def of(cls, version: ModelVersion, *, policy: dict[str, Any] | None) -> ModelVersionRead:
