@@ -64,6 +64,13 @@ def erase(
     resume: Annotated[
         uuid.UUID | None, typer.Option("--resume", help="Resume this erasure request.")
     ] = None,
+    withdraw_consent: Annotated[
+        bool,
+        typer.Option(
+            "--withdraw-consent",
+            help="Also opt the organization (or project) out of the program from now on.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Erase an organization's samples (keys destroyed first) or one project's; or resume."""
@@ -75,7 +82,11 @@ def erase(
             assert org is not None
             with session_scope(factory) as session:
                 erasure_id = service.request_erasure(
-                    session, organization_id=org, project_id=project, actor=CLI_ACTOR
+                    session,
+                    organization_id=org,
+                    project_id=project,
+                    actor=CLI_ACTOR,
+                    withdraw_consent=withdraw_consent,
                 ).id
         else:
             erasure_id = resume

@@ -67,7 +67,11 @@ def create_erasure(
     factory = request.app.state.sessionmaker
     with session_scope(factory) as session:
         row = service.request_erasure(
-            session, organization_id=organization_id, project_id=project_id, actor=principal.actor
+            session,
+            organization_id=organization_id,
+            project_id=project_id,
+            actor=principal.actor,
+            withdraw_consent=body.withdraw_consent,
         )
         erasure_id = row.id
     return ErasureRead.model_validate(

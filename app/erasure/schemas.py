@@ -18,6 +18,11 @@ class ErasureIn(BaseModel):
         description="scope organization: required (staff keys); scope project: optional",
     )
     project_id: uuid.UUID | None = Field(default=None, description="required for scope project")
+    withdraw_consent: bool = Field(
+        default=False,
+        description="also withdraw the scope's consent: every later request of the "
+        "organization (or project) is opted out (ledger source consent_withdrawn)",
+    )
 
 
 class ErasureRead(BaseModel):

@@ -26,6 +26,7 @@ from app.samples.keys import destroy_organization_keys
 from app.samples.runtime import SampleStore
 from app.samples.service import blob_prefix, iter_blob_names
 from app.tables.erasure import ErasureRequest
+from app.tables.tenancy import Organization, Project
 from app.tenancy import repository as tenancy_repository
 
 log = logging.getLogger("mip.erasure")
@@ -91,10 +92,13 @@ def request_erasure(
     organization_id: uuid.UUID | None,
     project_id: uuid.UUID | None,
     actor: str,
+    withdraw_consent: bool = False,
 ) -> ErasureRequest:
     """Record an erasure request (``pending``); :func:`run_erasure` carries it out.
 
-    A project's erasure may leave ``organization_id`` out: it is the project's.
+    A project's erasure may leave ``organization_id`` out: it is the project's. With
+    ``withdraw_consent`` the scope is opted out from now on (no later request of it takes
+    part in the program); otherwise requests after the erasure take part as before.
     """
     if organization_id is None:
         if project_id is None:
@@ -135,8 +139,14 @@ def request_erasure(
         target_type="erasure_request",
         target_id=str(row.id),
         organization_id=organization_id,
-        details={"scope": scope, "project_id": str(project_id) if project_id else None},
+        details={
+            "scope": scope,
+            "project_id": str(project_id) if project_id else None,
+            "withdraw_consent": withdraw_consent,
+        },
     )
+    if withdraw_consent:
+        _withdraw_consent(session, organization_id, project_id, actor=actor, erasure_id=row.id)
     # At request time, not when done: from now on nothing of this scope may feed training.
     datasets_service.taint_sets(
         session,
@@ -149,6 +159,35 @@ def request_erasure(
         details={"erasure_id": str(row.id)},
     )
     return row
+
+
+def _withdraw_consent(
+    session: Session,
+    organization_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    *,
+    actor: str,
+    erasure_id: uuid.UUID,
+) -> None:
+    now = utcnow()
+    if project_id is None:
+        target: Organization | Project = tenancy_repository.get_organization_or_raise(
+            session, organization_id
+        )
+    else:
+        target = tenancy_repository.get_project_or_raise(session, project_id)
+    if target.consent_withdrawn_at is None:
+        target.consent_withdrawn_at = now
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="consent.withdrawn",
+        target_type="organization" if project_id is None else "project",
+        target_id=str(target.id),
+        organization_id=organization_id,
+        details={"erasure_id": str(erasure_id)},
+    )
 
 
 def run_erasure(

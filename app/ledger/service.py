@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -171,7 +171,7 @@ class _RowBuilder:
     event, since the price book is effective-dated by instant.
     """
 
-    __slots__ = ("_billing", "_book", "_closed", "_now", "_sampling", "_terms")
+    __slots__ = ("_billing", "_book", "_closed", "_now", "_sampling", "_terms", "_withdrawn")
 
     def __init__(
         self,
@@ -181,8 +181,11 @@ class _RowBuilder:
         sampling: SamplingPolicy,
         closed: set[str],
         now: dt.datetime,
+        withdrawn: Collection[uuid.UUID] = (),
     ) -> None:
         self._terms = {project_id.int: org for project_id, org in terms.items()}
+        # Projects whose consent (theirs or their organization's) an erasure withdrew.
+        self._withdrawn = {project_id.int for project_id in withdrawn}
         self._book = book
         self._sampling = sampling
         self._closed = closed
@@ -191,7 +194,11 @@ class _RowBuilder:
 
     def __call__(self, event: LedgerEventIn, digest: str) -> LedgerRow:
         org = self._terms[event.project_id.int]
-        opt_out = resolve_opt_out(event.mip_opt_out, contract_opt_out=org.contract_opt_out)
+        opt_out = resolve_opt_out(
+            event.mip_opt_out,
+            contract_opt_out=org.contract_opt_out,
+            consent_withdrawn=event.project_id.int in self._withdrawn,
+        )
         status = event.status
         created = event.created
         plan, version, rate, discount_bps, list_amount, discount, amount = price_request(
@@ -348,7 +355,15 @@ def _plan(session: Session, events: list[LedgerEventIn], sampling: SamplingConfi
         project_id: ContractTerms.of(orgs[project.organization_id])
         for project_id, project in projects.items()
     }
-    build = _RowBuilder(terms=terms, book=book, sampling=policy, closed=closed, now=utcnow())
+    withdrawn = {
+        project_id
+        for project_id, project in projects.items()
+        if project.consent_withdrawn_at is not None
+        or orgs[project.organization_id].consent_withdrawn_at is not None
+    }
+    build = _RowBuilder(
+        terms=terms, book=book, sampling=policy, closed=closed, now=utcnow(), withdrawn=withdrawn
+    )
     return _Plan(new, duplicates, build)
 
 

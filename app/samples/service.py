@@ -2,13 +2,14 @@
 
 :func:`keep_for` is the only way a sample is kept, for ``/v1/listen`` and for a gateway's
 intake alike, and it runs every guard first (:data:`GUARDS`): the request took part in the
-program (its recorded opt-out, and its organization's contract as it stands now), succeeded,
-was selected by the sampler, has no sample yet, and no erasure of its organization or project
-is under way. Intake runs the same guards once more before it reads the upload, so a refused
-request's audio is never even parsed. Audio and transcript are encrypted (AES-256-GCM, the
-organization's data key) before they reach the blob store; the catalog row and the ledger's
-``sample_kept`` are written in the caller's transaction. A crash between the blob write and
-the commit leaves an orphan blob that nobody can see and ``mip store verify`` reports.
+program (its recorded opt-out; its organization's contract and consent as they stand now),
+succeeded, was selected by the sampler, has no sample yet, and no erasure of its organization
+or project is under way. Intake runs the same guards once more before it reads the upload, so
+a refused request's audio is never even parsed. Audio and transcript are encrypted
+(AES-256-GCM, the organization's data key) before they reach the blob store; the catalog row
+and the ledger's ``sample_kept`` are written in the caller's transaction. A crash between the
+blob write and the commit leaves an orphan blob that nobody can see and ``mip store verify``
+reports.
 """
 
 from __future__ import annotations
@@ -82,13 +83,21 @@ def _opted_in(session: Session, entry: LedgerEntry) -> None:
         )
 
 
-def _contract_still_opted_in(session: Session, entry: LedgerEntry) -> None:
-    # Intake may come long after the request: a contract that opted out since then wins.
+def _consent_still_given(session: Session, entry: LedgerEntry) -> None:
+    # Intake may come long after the request: a contract that opted out since then, or an
+    # erasure that withdrew the organization's or the project's consent, wins.
     organization = tenancy_repository.get_organization_or_raise(session, entry.organization_id)
     if organization.contract_opt_out:
         raise SampleRefused(
             f"The organization's contract now opts out of the Model Improvement Program; "
             f"request {entry.request_id} is not stored."
+        )
+    project = tenancy_repository.get_project(session, entry.project_id)
+    if organization.consent_withdrawn_at is not None or (
+        project is not None and project.consent_withdrawn_at is not None
+    ):
+        raise SampleRefused(
+            f"Consent was withdrawn by an erasure; request {entry.request_id} is not stored."
         )
 
 
@@ -126,7 +135,7 @@ GUARDS: tuple[Callable[[Session, LedgerEntry], None], ...] = (
     _opted_in,
     _succeeded,
     _selected,
-    _contract_still_opted_in,
+    _consent_still_given,
     _no_erasure_under_way,
     _not_kept_yet,
 )

@@ -31,7 +31,8 @@ class LedgerEntry(Base):
         UniqueConstraint("project_id", "request_id"),
         CheckConstraint("method IN ('sync', 'async', 'streaming')", name="method"),
         CheckConstraint(
-            "opt_out_source IN ('request', 'contract', 'default')", name="opt_out_source"
+            "opt_out_source IN ('request', 'contract', 'default', 'consent_withdrawn')",
+            name="opt_out_source",
         ),
         CheckConstraint("list_amount_micros = discount_micros + amount_micros", name="amounts"),
         Index("ix_ledger_entries_billing_period_org", "billing_period", "organization_id"),
@@ -58,7 +59,7 @@ class LedgerEntry(Base):
     channels: Mapped[int] = mapped_column(Integer)
     http_status: Mapped[int] = mapped_column(Integer)
     mip_opt_out: Mapped[bool] = mapped_column(Boolean)
-    opt_out_source: Mapped[str] = mapped_column(String(16))
+    opt_out_source: Mapped[str] = mapped_column(String(32))
     sample_kept: Mapped[bool] = mapped_column(Boolean, default=False)
     # The sampling decision, recomputable by an audit: selected iff the request was a
     # candidate (opted in, status < 400) and HMAC(secret, request_id) mapped to [0, 1) was

@@ -45,6 +45,8 @@ class Organization(Base):
     # Enterprise contract: rate per audio minute in micro-dollars, by model tier ("*" = any tier).
     contract_rates: Mapped[dict[str, int] | None] = mapped_column(JSON)
     contract_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set by an erasure that withdrew consent: every later request is opted out.
+    consent_withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     retention_days: Mapped[int] = mapped_column(Integer, default=30)
     # Prepaid credit in micro-dollars; the balance is this minus every ledger amount of the org.
     prepaid_credit_micros: Mapped[int] = mapped_column(
@@ -62,6 +64,8 @@ class Project(Base):
     )
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by an erasure of this project that withdrew consent (see Organization).
+    consent_withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(Base):

@@ -104,7 +104,12 @@ def get_project_v1(
 ) -> ProjectV1Read:
     org = repository.get_organization_or_raise(session, project.organization_id)
     return ProjectV1Read(
-        project_id=str(project.id), name=project.name, mip_opt_out=org.contract_opt_out
+        project_id=str(project.id),
+        name=project.name,
+        # Every request of the project is opted out: by contract or by a withdrawn consent.
+        mip_opt_out=org.contract_opt_out
+        or org.consent_withdrawn_at is not None
+        or project.consent_withdrawn_at is not None,
     )
 
 

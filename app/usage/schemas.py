@@ -13,11 +13,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from app.consent.service import OptOutSource
+
 Method = Literal["sync", "async", "streaming"]
 Endpoint = Literal["listen", "read", "speak", "agent"]
 Deployment = Literal["hosted", "beta", "self-hosted", "dedicated"]
 RequestStatus = Literal["succeeded", "failed"]
-OptOutSource = Literal["request", "contract", "default"]
 UsageGrouping = Literal[
     "accessor", "endpoint", "feature_set", "models", "method", "tags", "deployment", "mip"
 ]

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
+from app.consent.service import OptOutSource
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest
 from app.kit.money import micros_to_usd_float
@@ -35,7 +36,6 @@ from app.usage.schemas import (
     BillingFieldsOut,
     BillingGroupingOut,
     MipDetails,
-    OptOutSource,
     ProjectRequestOut,
     RangeParams,
     RequestDetails,

@@ -50,7 +50,7 @@ FROZEN_COLUMNS = (
     "list_amount_micros, discount_micros, amount_micros, usage_period, billing_period, "
     "is_adjustment, event_hash, recorded_at"
 )
-_SQLITE = (
+SQLITE_TRIGGERS = (
     "CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries "
     f"BEGIN SELECT RAISE(ABORT, '{_MESSAGE}'); END",
     f"CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE OF {FROZEN_COLUMNS} "
@@ -65,7 +65,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG)
     else:
-        for statement in _SQLITE:
+        for statement in SQLITE_TRIGGERS:
             op.execute(statement)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from app.erasure import service as lifecycle
 from app.kit.settings import Settings
 from app.samples.runtime import open_sample_store
-from app.tables import AuditEntry, DataKey, ErasureRequest, Sample
+from app.tables import AuditEntry, DataKey, ErasureRequest, LedgerEntry, Sample
 from app.tenancy.service import create_project_key
 from tests.conftest import Database, S3Endpoint, make_staff_key, make_tenant
 from tests.samples.conftest import Service, build_service, make_settings, mip
@@ -212,3 +212,77 @@ class TestErasure:
                 row = session.get(ErasureRequest, erasure.id)
                 assert row is not None
                 assert row.counts == {"keys": 1, "blobs": 2, "catalog": 1}
+
+
+def ledger_row(db: Database, request_id: str) -> LedgerEntry:
+    with db.session() as session:
+        row = session.scalars(select(LedgerEntry).where(LedgerEntry.request_id == request_id)).one()
+        session.expunge(row)
+        assert isinstance(row, LedgerEntry)
+        return row
+
+
+class TestConsentWithdrawal:
+    def test_an_erasure_that_withdraws_consent_opts_the_project_out_from_then_on(
+        self, service: Service, speech: bytes
+    ) -> None:
+        service.record("before")  # selected (rate 1.0), not kept yet
+        other = make_tenant(service.db, name="Other org", scopes=["admin"])
+        response = service.client.post(
+            "/v1/governance/erasure-requests",
+            json={
+                "scope": "project",
+                "project_id": str(service.tenant.project_id),
+                "withdraw_consent": True,
+            },
+            headers=service.tenant.headers,
+        )
+        assert response.json()["status"] == "done", response.text
+        # A request recorded before the withdrawal: its sample is refused now.
+        refused = service.post_sample("before", speech)
+        assert refused.status_code == 409
+        assert "Consent was withdrawn" in refused.json()["err_msg"]
+        # Every later request is opted out, whatever it says, and pays the full price.
+        service.record("after", opt_out="false")
+        row = ledger_row(service.db, "after")
+        assert (row.mip_opt_out, row.opt_out_source, row.discount_bps) == (
+            True,
+            "consent_withdrawn",
+            0,
+        )
+        assert (row.sample_selected, row.sampling_rate) == (False, None)
+        assert service.post_sample("after", speech).status_code == 409
+        # Another organization's requests take part as before.
+        service.record("elsewhere", tenant=other)
+        assert ledger_row(service.db, "elsewhere").opt_out_source == "default"
+        with service.db.session() as session:
+            (entry,) = session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "consent.withdrawn")
+            ).all()
+        assert entry.target_id == str(service.tenant.project_id)
+        project = service.client.get(
+            f"/v1/projects/{service.tenant.project_id}", headers=service.tenant.headers
+        ).json()
+        assert project["mip_opt_out"] is True
+        # The Deepgram request log shows the row and why it was opted out.
+        listed = service.client.get(
+            f"/v1/projects/{service.tenant.project_id}/requests", headers=service.tenant.headers
+        )
+        assert listed.status_code == 200, listed.text
+        sources = {
+            r["request_id"]: r["response"]["details"]["mip"]["source"]
+            for r in listed.json()["requests"]
+        }
+        assert sources["after"] == "consent_withdrawn"
+
+    def test_without_withdrawal_later_requests_take_part_again(
+        self, service: Service, speech: bytes
+    ) -> None:
+        service.client.post(
+            "/v1/governance/erasure-requests",
+            json={"scope": "project", "project_id": str(service.tenant.project_id)},
+            headers=service.tenant.headers,
+        )
+        service.record("later")
+        assert ledger_row(service.db, "later").opt_out_source == "default"
+        assert service.post_sample("later", speech).status_code == 201
