@@ -15,6 +15,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -52,7 +53,28 @@ def check_sealed_periods(session: Session) -> None:
         log.info("sealed billing periods verified", extra={"fields": fields})
 
 
-TASKS: tuple[Callable[[Session], None], ...] = (check_audit_chain, check_sealed_periods)
+TASKS: tuple[Callable[[Session], None], ...] = (check_audit_chain,)
+
+
+class Every:
+    """Due at the first call, then once ``seconds`` have passed since it was last due.
+
+    Re-hashing every closed month reads the whole ledger of those months; the worker loops
+    every minute and again at once after a training job, so the seal check runs on a clock of
+    its own (``MIP_WORKER_SEAL_CHECK_INTERVAL_SECONDS``), not on every loop.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = self._clock()
+        if self._last is not None and now - self._last < self._seconds:
+            return False
+        self._last = now
+        return True
 
 
 def purge_expired_samples(factory: sessionmaker[Session], store: SampleStore) -> None:
@@ -145,8 +167,10 @@ def _loop(
         "worker started",
         extra={"fields": {"interval_s": interval, "worker_id": worker_id, "jobs": jobs}},
     )
+    seal_check = Every(settings.worker_seal_check_interval_seconds)
     while not stop.is_set():
-        for task in TASKS:
+        tasks = (*TASKS, check_sealed_periods) if seal_check.due() else TASKS
+        for task in tasks:
             try:
                 with session_scope(factory) as session:
                     task(session)

@@ -100,18 +100,15 @@ def request_erasure(
     ``withdraw_consent`` the scope is opted out from now on (no later request of it takes
     part in the program); otherwise requests after the erasure take part as before.
     """
-    if organization_id is None:
-        if project_id is None:
-            raise BadRequest("Name the organization_id or the project_id to erase.")
-        found = tenancy_repository.get_project(session, project_id)
-        if found is None:
-            raise NotFound(f"Project {project_id} not found.")
-        organization_id = found.organization_id
-    tenancy_repository.get_organization_or_raise(session, organization_id)
     if project_id is not None:
         project = tenancy_repository.get_project(session, project_id)
-        if project is None or project.organization_id != organization_id:
-            raise NotFound(f"Project {project_id} not found in organization {organization_id}.")
+        if project is None or organization_id not in (None, project.organization_id):
+            within = f" in organization {organization_id}" if organization_id else ""
+            raise NotFound(f"Project {project_id} not found{within}.")
+        organization_id = project.organization_id
+    elif organization_id is None:
+        raise BadRequest("Name the organization_id or the project_id to erase.")
+    tenancy_repository.get_organization_or_raise(session, organization_id)
     existing = repository.open_erasure(
         session, organization_id=organization_id, project_id=project_id
     )

@@ -85,7 +85,7 @@ class RequestGuardMiddleware:
         length = _content_length(scope)
         try:
             self._check_text(scope, query=not records)
-            has_body = _has_body(scope)
+            has_body = _has_body(scope, length)
             if has_body and scope["path"].startswith(self.rules.authenticated_prefix):
                 await self._authenticate(scope)
             if not records and length is not None and length > limit:
@@ -216,10 +216,9 @@ def _content_length(scope: Scope) -> int | None:
     return None if value is None else ascii_number(value)
 
 
-def _has_body(scope: Scope) -> bool:
+def _has_body(scope: Scope, length: int | None) -> bool:
     if scope["method"] not in _BODY_METHODS:
         return False
-    length = _content_length(scope)
     chunked = (_header(scope, b"transfer-encoding") or "").lower() == "chunked"
     return chunked or (length is not None and length > 0)
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     max_sample_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_sample_seconds: float = Field(default=3600.0, gt=0)
     worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    worker_seal_check_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often mip worker re-hashes the sealed months"
+    )
 
     # --- the model directory (app.engine) ---
     models_dir: Path | None = Field(

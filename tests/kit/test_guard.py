@@ -4,15 +4,20 @@ read, body limits, and text the databases cannot store refused with a 400, not a
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.kit.settings import Settings
+from app.main import create_app
+from app.samples.service import MAX_TRANSCRIPT_BYTES
 from app.tables import AuditEntry, Organization
-from tests.conftest import Database, Tenant
+from tests.conftest import Database, Tenant, make_staff_key
 from tests.kit.test_http import assert_error
 
 ORGS = "/v1/governance/organizations"
@@ -94,6 +99,41 @@ class TestBodyLimits:
             headers={**admin_headers, "Content-Type": "application/json"},
         )
         assert_error(response, 400, "Bad Request")
+
+
+class TestRouteLimits:
+    """Routes with a limit of their own get it from the guard (they no longer count bytes)."""
+
+    def test_an_invoice_csv_over_16_mib_is_a_413(self, client: TestClient, db: Database) -> None:
+        body = b"invoice_id\n" + b"x" * (16 * MIB)
+        response = client.post(
+            "/v1/governance/billing/reconciliations?period=2026-01",
+            content=body,
+            headers={**make_staff_key(db, "billing"), "Content-Type": "text/csv"},
+        )
+        error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert error["err_msg"] == f"Request body over {16 * MIB} bytes."
+
+    def test_sample_intake_is_limited_by_the_sample_settings(
+        self, db: Database, tmp_path: Path, admin_headers: dict[str, str]
+    ) -> None:
+        settings = Settings(
+            env="test",
+            data_dir=tmp_path / "var",
+            database_url=db.url,
+            bundled_models_dir=None,
+            max_sample_bytes=1024,
+        )
+        limit = 1024 + MAX_TRANSCRIPT_BYTES + 65536
+        with TestClient(create_app(settings)) as client:
+            response = client.post(
+                "/v1/governance/samples",
+                files={"audio": ("a.wav", b"\0" * (limit + 1), "audio/wav")},
+                data={"project_id": str(uuid.uuid4()), "request_id": "r"},
+                headers=admin_headers,
+            )
+        error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert error["err_msg"] == f"Request body over {limit} bytes."
 
 
 class TestUnstorableText:

@@ -42,3 +42,15 @@ class TestWorkerRunsJobs:
         job_id = queue_job(db, cli_env)
         run_once(jobs=False)
         assert load_job(db, job_id).status == "queued"
+
+
+class TestEvery:
+    """The seal check's own clock: due at once, then once per interval (a clock list stands
+    in for time)."""
+
+    def test_due_first_then_after_each_interval(self) -> None:
+        from app.worker import Every
+
+        moments = iter([0.0, 10.0, 3599.0, 3600.0, 3601.0, 7200.5])
+        every = Every(3600.0, clock=lambda: next(moments))
+        assert [every.due() for _ in range(6)] == [True, False, False, True, False, True]
