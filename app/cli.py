@@ -77,7 +77,11 @@ GROUPS: dict[str, LazyGroup] = {
         "The price book: rate per audio minute by plan and model tier.",
         ("app.pricing.cli:prices_app",),
     ),
-    "audit": LazyGroup("The hash-chained audit log.", ("app.audit.cli:audit_app",)),
+    "audit": LazyGroup(
+        "The hash-chained audit log: verify, signed checkpoints, exports an auditor verifies "
+        "offline.",
+        ("app.audit.cli:audit_app", "app.compliance.audit_cli:audit_app"),
+    ),
     "billing": LazyGroup(
         "Billing: period reports, invoice reconciliation, period close.",
         ("app.billing.cli:billing_app",),

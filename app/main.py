@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from app.audit.endpoints import router as audit_router
 from app.billing.endpoints import MAX_INVOICE_BYTES
 from app.billing.endpoints import router as billing_router
+from app.compliance.audit_endpoints import router as audit_signing_router
+from app.compliance.checkpoints import open_signing_key
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The kit's dependencies ask tenancy (which owns the keys) who is calling through this.
     app.state.authenticate = authenticate
     app.state.store = open_sample_store(settings)
+    app.state.signer = open_signing_key(settings)
     app.state.sampling = load_sampling_config(settings)
     app.state.models = registry
     app.state.listen = ListenRuntime(
@@ -117,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ledger_router,
         pricing_router,
         audit_router,
+        audit_signing_router,
         tenancy_router,
         usage_router,
         billing_router,

@@ -1,7 +1,8 @@
 """``mip worker``: periodic background tasks, one unit of work each.
 
 Tasks: verify the audit chain and the sealed billing periods and log the results (an alert
-hook for operators); purge samples past their retention deadline; flag model versions trained
+hook for operators); check the signed checkpoints and sign a new one (hourly by default);
+purge samples past their retention deadline; flag model versions trained
 on tainted training sets; then run one queued training job, if any (taking jobs back from dead
 workers first). A worker that just ran a job looks for the next one at once.
 
@@ -22,7 +23,14 @@ from typing import cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import verify_chain
+from app.compliance.checkpoints import (
+    ChainNotSignable,
+    create_checkpoint,
+    open_signing_key,
+    verify_checkpoints,
+)
 from app.erasure.service import purge_expired
+from app.kit.crypto.signing import SigningKey
 from app.kit.db import create_db_engine, make_sessionmaker, session_scope
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
@@ -75,6 +83,26 @@ class Every:
             return False
         self._last = now
         return True
+
+
+def sign_checkpoint(factory: sessionmaker[Session], store: SampleStore, signer: SigningKey) -> None:
+    """Check the checkpoints and anchors so far, then sign the current head."""
+    with session_scope(factory) as session:
+        status = verify_checkpoints(session, store, [signer.public_key])
+        if not status.ok:
+            log.error(
+                "signed checkpoints do not verify",
+                extra={"fields": {"problems": status.problems[:20]}},
+            )
+    try:
+        with session_scope(factory) as session:
+            entry = create_checkpoint(session, store, signer, actor="worker")
+            log.info(
+                "audit checkpoint signed",
+                extra={"fields": {"seq": entry.seq, "key_id": signer.key_id}},
+            )
+    except ChainNotSignable as error:
+        log.error("audit checkpoint refused", extra={"fields": {"reason": error.message}})
 
 
 def purge_expired_samples(factory: sessionmaker[Session], store: SampleStore) -> None:
@@ -168,6 +196,8 @@ def _loop(
         extra={"fields": {"interval_s": interval, "worker_id": worker_id, "jobs": jobs}},
     )
     seal_check = Every(settings.worker_seal_check_interval_seconds)
+    checkpoint = Every(settings.worker_checkpoint_interval_seconds)
+    signer = open_signing_key(settings)
     while not stop.is_set():
         tasks = (*TASKS, check_sealed_periods) if seal_check.due() else TASKS
         for task in tasks:
@@ -176,6 +206,11 @@ def _loop(
                     task(session)
             except Exception:
                 log.exception("task failed", extra={"fields": {"task": task.__name__}})
+        if checkpoint.due():
+            try:
+                sign_checkpoint(factory, store, signer)
+            except Exception:
+                log.exception("task failed", extra={"fields": {"task": "sign_checkpoint"}})
         try:
             purge_expired_samples(factory, store)
         except Exception:

@@ -23,8 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+def cli_env(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     monkeypatch.setenv("MIP_DATABASE_URL", db.url)
+    monkeypatch.setenv("MIP_DATA_DIR", str(tmp_path / "var"))
     get_settings.cache_clear()
     yield db
     get_settings.cache_clear()

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Top to bottom. Domains in one layer never import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
+    ("compliance",),  # checkpoints, exports, the compliance report: reads every domain below
     ("training",),  # jobs and promotion: reads training sets, samples, the model directory
     ("erasure",),  # erasure and retention purges: deletes samples, taints training sets
     ("datasets", "listen", "usage", "billing"),

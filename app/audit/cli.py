@@ -1,4 +1,5 @@
-"""``mip audit``: verify and read the hash-chained audit log."""
+"""``mip audit list``: read the hash-chained audit log (verification, checkpoints and exports
+need the store and the signing key: app/compliance/audit_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,9 @@ from typing import Annotated
 import typer
 
 from app.audit import repository
-from app.audit.service import verify_chain
-from app.kit.cli import cli_session, console, err_console, print_json, print_table
+from app.kit.cli import cli_session, print_json, print_table
 
 audit_app = typer.Typer(help="The hash-chained audit log.")
-
-
-@audit_app.command("verify")
-def verify(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Recompute the chain; name the first entry that does not verify (exit 1)."""
-    with cli_session() as session:
-        report = verify_chain(session)
-    if json_output:
-        print_json(
-            {
-                "ok": report.ok,
-                "entries": report.entries,
-                "first_bad_seq": report.first_bad_seq,
-                "reason": report.reason,
-                "head_hash": report.head_hash,
-            }
-        )
-    elif report.ok:
-        console.print(f"[green]Audit log verified:[/green] {report.entries} entries.")
-        console.print(f"Head hash: {report.head_hash or '(empty log)'}", soft_wrap=True)
-    else:
-        err_console.print(
-            f"[red]Audit log broken at entry {report.first_bad_seq}:[/red] {report.reason}."
-        )
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 @audit_app.command("list")

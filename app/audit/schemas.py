@@ -29,13 +29,3 @@ class AuditEntriesRead(BaseModel):
     next_after_seq: int | None = Field(
         description="Pass as after_seq for the next page; null when this page is not full"
     )
-
-
-class ChainVerificationRead(BaseModel):
-    ok: bool = Field(description="Every entry verifies against its hash and the one before")
-    entries: int = Field(description="Entries read (up to and including the first bad one)")
-    first_bad_seq: int | None = Field(description="The first entry that does not verify")
-    reason: str | None = Field(description="Why that entry does not verify")
-    head_hash: str | None = Field(
-        description="entry_hash of the last entry when the chain verifies (null otherwise)"
-    )

@@ -8,66 +8,51 @@ an audited change and its audit entry land together or not at all.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from app.audit.chain import GENESIS_HASH, ChainReport, entry_hash, walk
 from app.kit.db import utcnow
 from app.tables.audit import AuditEntry
 
-GENESIS_HASH = "0" * 64
+__all__ = [
+    "GENESIS_HASH",
+    "ChainReport",
+    "entry_fields",
+    "entry_hash_of",
+    "iter_entries",
+    "record_event",
+    "verify_chain",
+]
+
 # Any constant works; it names the PostgreSQL advisory lock that serialises appends.
 _CHAIN_LOCK_KEY = 0x4D4950_41554454
 
 
-def _canonical(
-    *,
-    seq: int,
-    created_at: dt.datetime,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str,
-    organization_id: uuid.UUID | None,
-    details: dict[str, Any],
-    prev_hash: str,
-) -> bytes:
-    return orjson.dumps(
-        {
-            "seq": seq,
-            "created_at": created_at.astimezone(dt.UTC).isoformat(),
-            "actor": actor,
-            "action": action,
-            "target_type": target_type,
-            "target_id": target_id,
-            "organization_id": str(organization_id) if organization_id else None,
-            "details": details,
-            "prev_hash": prev_hash,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+def entry_fields(entry: AuditEntry) -> dict[str, Any]:
+    """The entry as the plain values its hash covers, plus ``entry_hash`` (an export's line)."""
+    return {
+        "seq": entry.seq,
+        "created_at": entry.created_at.astimezone(dt.UTC).isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "organization_id": str(entry.organization_id) if entry.organization_id else None,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+        "entry_hash": entry.entry_hash,
+    }
 
 
 def entry_hash_of(entry: AuditEntry) -> str:
-    payload = _canonical(
-        seq=entry.seq,
-        created_at=entry.created_at,
-        actor=entry.actor,
-        action=entry.action,
-        target_type=entry.target_type,
-        target_id=entry.target_id,
-        organization_id=entry.organization_id,
-        details=entry.details,
-        prev_hash=entry.prev_hash,
-    )
-    return hashlib.sha256(entry.prev_hash.encode() + payload).hexdigest()
+    return entry_hash(entry_fields(entry))
 
 
 def record_event(
@@ -112,17 +97,6 @@ def record_event(
     return entry
 
 
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    entries: int
-    ok: bool
-    first_bad_seq: int | None = None
-    reason: str | None = None
-    # The last entry's hash when the whole chain verifies: an auditor who keeps it can later
-    # prove that nothing before it was changed, removed or truncated.
-    head_hash: str | None = None
-
-
 def iter_entries(session: Session, *, batch: int = 1000) -> Generator[AuditEntry]:
     stmt = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=batch)
     result = session.scalars(stmt)
@@ -137,21 +111,4 @@ def iter_entries(session: Session, *, batch: int = 1000) -> Generator[AuditEntry
 def verify_chain(session: Session) -> ChainReport:
     """Walk the whole log; report the first entry that does not verify and why."""
     with closing(iter_entries(session)) as entries:
-        return _walk(entries)
-
-
-def _walk(entries: Iterator[AuditEntry]) -> ChainReport:
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
-    count = 0
-    for entry in entries:
-        count += 1
-        if entry.seq != expected_seq:
-            return ChainReport(count, False, entry.seq, f"expected seq {expected_seq}")
-        if entry.prev_hash != expected_prev:
-            return ChainReport(count, False, entry.seq, "prev_hash does not match entry before")
-        if entry_hash_of(entry) != entry.entry_hash:
-            return ChainReport(count, False, entry.seq, "content does not match its hash")
-        expected_prev = entry.entry_hash
-        expected_seq += 1
-    return ChainReport(count, True, head_hash=expected_prev if count else None)
+        return walk(entry_fields(entry) for entry in entries)

@@ -59,11 +59,19 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="default data_dir/keys/kek.json")
     kms_key_id: str | None = None
     kms_endpoint_url: str | None = None
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 key signing audit checkpoints, exports and compliance reports, "
+        "wrapped by the key provider; default data_dir/keys/signing.json",
+    )
     max_sample_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_sample_seconds: float = Field(default=3600.0, gt=0)
     worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     worker_seal_check_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often mip worker re-hashes the sealed months"
+    )
+    worker_checkpoint_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often mip worker signs an audit checkpoint"
     )
 
     # --- the model directory (app.engine) ---
@@ -135,6 +143,7 @@ class Settings(BaseSettings):
         "s3_endpoint_url",
         "s3_region",
         "key_file",
+        "signing_key_file",
         "kms_key_id",
         "kms_endpoint_url",
         mode="before",
@@ -186,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def effective_key_file(self) -> Path:
         return self.key_file or self.data_dir / "keys" / "kek.json"
+
+    @property
+    def effective_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "keys" / "signing.json"
 
     @property
     def effective_models_dir(self) -> Path:

@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -199,9 +200,11 @@ class TestConcurrentAppends:
 
 
 @pytest.fixture
-def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """``mip`` pointed at the test database (settings are cached, so clear them both ways)."""
+def cli_db(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """``mip`` pointed at the test database and a data directory of its own (settings are
+    cached, so clear them both ways)."""
     monkeypatch.setenv("MIP_DATABASE_URL", db.url)
+    monkeypatch.setenv("MIP_DATA_DIR", str(tmp_path / "var"))
     get_settings.cache_clear()
     yield db
     get_settings.cache_clear()
@@ -225,6 +228,13 @@ class TestVerifyCommand:
             "first_bad_seq": None,
             "reason": None,
             "head_hash": entry_hashes(cli_db)[-1],
+            "checkpoints": {
+                "ok": True,
+                "checkpoints": 0,
+                "anchors": 0,
+                "latest": None,
+                "problems": [],
+            },
         }
 
     def test_tampered_log_exits_1_naming_the_entry(self, cli_db: Database) -> None:

@@ -152,6 +152,13 @@ class TestVerifyEndpoint:
             "first_bad_seq": None,
             "reason": None,
             "head_hash": entry_hashes(db)[-1],
+            "checkpoints": {
+                "ok": True,
+                "checkpoints": 0,
+                "anchors": 0,
+                "latest": None,
+                "problems": [],
+            },
         }
 
     def test_tampered_chain_names_the_entry(
@@ -167,6 +174,13 @@ class TestVerifyEndpoint:
             "first_bad_seq": 5,
             "reason": "content does not match its hash",
             "head_hash": None,
+            "checkpoints": {
+                "ok": True,
+                "checkpoints": 0,
+                "anchors": 0,
+                "latest": None,
+                "problems": [],
+            },
         }
 
 

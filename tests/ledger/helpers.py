@@ -42,19 +42,21 @@ def ledger_rows(db: Database) -> dict[str, LedgerEntry]:
 
 
 @contextmanager
-def as_database_owner(db: Database) -> Iterator[None]:
-    """The ledger's append-only triggers set aside, as the database's owner could: for tests
-    that show what the other defences (sealed digests, audit-sampling) catch."""
+def as_database_owner(db: Database, table: str = "ledger_entries") -> Iterator[None]:
+    """The append-only triggers of ``table`` (the ledger's, or ``audit_entries``) set aside, as
+    the database's owner could: for tests that show what the other defences (sealed digests,
+    audit-sampling, signed checkpoints) catch."""
     with db.engine.begin() as conn:
         if db.backend == "postgresql":
-            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+            conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             saved: list[str] = []
         else:
             rows = conn.execute(
                 text(
                     "SELECT name, sql FROM sqlite_master "
-                    "WHERE type = 'trigger' AND tbl_name = 'ledger_entries'"
-                )
+                    "WHERE type = 'trigger' AND tbl_name = :table"
+                ),
+                {"table": table},
             ).all()
             saved = [sql for _name, sql in rows]
             for name, _sql in rows:
@@ -64,6 +66,6 @@ def as_database_owner(db: Database) -> Iterator[None]:
     finally:
         with db.engine.begin() as conn:
             if db.backend == "postgresql":
-                conn.execute(text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+                conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
             for sql in saved:
                 conn.execute(text(sql))
