@@ -31,9 +31,11 @@ def run_migrations_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url") or get_settings().effective_database_url
     engine = create_db_engine(url)
-    with engine.connect() as conn:
-        _run(conn)
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:  # a refused migration must not leave a pooled connection open
+        engine.dispose()
 
 
 if context.is_offline_mode():

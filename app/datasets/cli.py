@@ -9,10 +9,18 @@ from typing import Annotated, Any
 
 import typer
 
-from app.datasets import repository, service
+from app.datasets import reports, repository, service
 from app.datasets.catalog import CatalogFilter
 from app.datasets.schemas import TrainingSetRead, TrainingSetSummary
-from app.kit.cli import CLI_ACTOR, cli_session, console, exit_on_error, print_json, print_table
+from app.kit.cli import (
+    CLI_ACTOR,
+    cli_session,
+    cli_sessionmaker,
+    console,
+    exit_on_error,
+    print_json,
+    print_table,
+)
 from app.kit.settings import get_settings
 from app.samples.runtime import open_sample_store
 from curation.balance import balance
@@ -164,14 +172,39 @@ def report(
     ref: Annotated[str, typer.Argument(help="Id, NAME (latest) or NAME:VERSION.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the reports into.")],
 ) -> None:
-    """Download a training set's reports (validation page, distribution and deficit plots)."""
+    """Download a training set's reports (validation page, distribution and deficit plots).
+
+    They are decrypted here and written in plaintext to --out: keep that folder private.
+    """
     store = open_sample_store(get_settings())
     with exit_on_error(), cli_session() as session:
         row = service.get_training_set_or_raise(session, ref)
+        contents = {name: reports.read_report(store, row, name) for name in reports.REPORT_FILES}
         out.mkdir(parents=True, exist_ok=True)
-        for name in service.REPORT_FILES:
-            (out / name).write_bytes(service.read_report(store, row, name))
-    console.print(f"wrote {', '.join(service.REPORT_FILES)} to {out}")
+        for name, content in contents.items():
+            (out / name).write_bytes(content)
+    console.print(f"wrote {', '.join(reports.REPORT_FILES)} to {out}")
+
+
+@curate_app.command("encrypt-reports")
+def encrypt_reports(json_output: JsonOption = False) -> None:
+    """Encrypt the plaintext reports of training sets built before reports were encrypted.
+
+    Each set gets its report key; its reports are sealed, the key committed, then the
+    plaintext deleted. A set already tainted by an erasure or a purge has its reports removed
+    instead. Resumable: run it again after an interruption (one run at a time).
+    """
+    store = open_sample_store(get_settings())
+    with exit_on_error(), cli_sessionmaker() as factory:
+        done = reports.encrypt_legacy_reports(factory, store, actor=CLI_ACTOR)
+    if json_output:
+        print_json(done.as_dict())
+        return
+    console.print(
+        f"encrypted the reports of {len(done.encrypted_sets)} training sets ({done.reports} "
+        f"reports, {done.missing} missing); removed those of {len(done.removed_sets)} tainted "
+        f"sets; {done.deleted} plaintext objects deleted"
+    )
 
 
 @curate_app.command("validate")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from app.datasets import repository, service
+from app.datasets import reports, repository, service
 from app.datasets.catalog import CatalogFilter
 from app.datasets.schemas import (
     TrainingSetCreate,
@@ -121,12 +121,22 @@ def list_members(session: SessionDep, _principal: Reader, ref: str) -> TrainingS
     "/{ref}/reports/{name}",
     summary="A build report: validation.json, validation.html, quarantine.csv, balance.json, "
     "distributions.png, deficit.png",
+    description=(
+        "Reports are stored encrypted under the set's own key and decrypted here. An erasure "
+        "or a retention purge that taints the set removes them (the key is destroyed): 410."
+    ),
     response_class=Response,
-    responses={**_ERRORS, 200: {"description": "The report file"}},
+    responses={
+        **_ERRORS,
+        **error_responses(
+            specific={410: "The reports were removed by the erasure or purge that tainted the set"}
+        ),
+        200: {"description": "The report file"},
+    },
 )
 def read_report(
     session: SessionDep, store: StoreDep, _principal: Reader, ref: str, name: str
 ) -> Response:
     row = service.get_training_set_or_raise(session, ref)
-    content = service.read_report(store, row, name)
-    return Response(content, media_type=service.REPORT_FILES[name])
+    content = reports.read_report(store, row, name)
+    return Response(content, media_type=reports.REPORT_FILES[name])

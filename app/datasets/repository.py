@@ -176,3 +176,78 @@ def shredded_organizations(session: Session) -> set[uuid.UUID]:
             select(DataKey.organization_id).where(DataKey.status == "destroyed").distinct()
         )
     )
+
+
+def lock_training_set(session: Session, set_id: uuid.UUID) -> TrainingSet | None:
+    """The row, locked until the transaction ends (PostgreSQL; SQLite has one writer anyway)."""
+    return session.scalars(
+        select(TrainingSet).where(TrainingSet.id == set_id).with_for_update()
+    ).first()
+
+
+def remove_reports(
+    session: Session, set_ids: Sequence[uuid.UUID], *, reason: str
+) -> list[uuid.UUID]:
+    """Destroy the report keys of the sets whose reports are not removed yet; returns their ids.
+
+    Sets built before reports were encrypted have no key: they are marked all the same, and
+    their plaintext reports are deleted by the caller.
+    """
+    if not set_ids:
+        return []
+    removed: set[uuid.UUID] = set()
+    for start in range(0, len(set_ids), _INSERT_BATCH):
+        chunk = set_ids[start : start + _INSERT_BATCH]
+        removed.update(
+            session.scalars(
+                select(TrainingSet.id).where(
+                    TrainingSet.id.in_(chunk), TrainingSet.reports_removed_at.is_(None)
+                )
+            )
+        )
+    ordered = sorted(removed)
+    for start in range(0, len(ordered), _INSERT_BATCH):
+        session.execute(
+            update(TrainingSet)
+            .where(TrainingSet.id.in_(ordered[start : start + _INSERT_BATCH]))
+            .values(
+                report_key_wrapped=None,
+                report_kek_version=None,
+                reports_removed_at=utcnow(),
+                reports_removed_reason=reason[:1000],
+            )
+            .execution_options(synchronize_session="fetch")
+        )
+    session.flush()
+    return ordered
+
+
+def sets_with_removed_reports(session: Session, *, reason: str | None = None) -> list[uuid.UUID]:
+    stmt = select(TrainingSet.id).where(TrainingSet.reports_removed_at.is_not(None))
+    if reason is not None:
+        stmt = stmt.where(TrainingSet.reports_removed_reason == reason[:1000])
+    return list(session.scalars(stmt.order_by(TrainingSet.id)))
+
+
+def sets_with_plaintext_reports(session: Session) -> list[uuid.UUID]:
+    """Sets built before reports were encrypted, whose reports were not removed since."""
+    return list(
+        session.scalars(
+            select(TrainingSet.id)
+            .where(
+                TrainingSet.report_key_wrapped.is_(None),
+                TrainingSet.reports_removed_at.is_(None),
+            )
+            .order_by(TrainingSet.created_at, TrainingSet.id)
+        )
+    )
+
+
+def sets_with_report_keys(session: Session) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(TrainingSet.id)
+            .where(TrainingSet.report_key_wrapped.is_not(None))
+            .order_by(TrainingSet.id)
+        )
+    )

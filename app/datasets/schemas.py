@@ -42,6 +42,12 @@ class TrainingSetCreate(BaseModel):
     seed: int = 0
 
 
+def report_state(row: TrainingSet) -> Literal["encrypted", "plaintext", "removed"]:
+    if row.reports_removed_at is not None:
+        return "removed"
+    return "plaintext" if row.report_key_wrapped is None else "encrypted"
+
+
 class TrainingSetRead(BaseModel):
     id: uuid.UUID
     name: str
@@ -58,6 +64,13 @@ class TrainingSetRead(BaseModel):
     created_at: dt.datetime
     tainted_at: dt.datetime | None
     taint_reason: str | None
+    reports: Literal["encrypted", "plaintext", "removed"] = Field(
+        description="encrypted under the set's key; plaintext (built before reports were "
+        "encrypted: `mip curate encrypt-reports`); removed with the erasure or purge that "
+        "tainted the set"
+    )
+    reports_removed_at: dt.datetime | None
+    reports_removed_reason: str | None
 
     @classmethod
     def of(cls, row: TrainingSet) -> TrainingSetRead:
@@ -77,6 +90,9 @@ class TrainingSetRead(BaseModel):
             created_at=row.created_at,
             tainted_at=row.tainted_at,
             taint_reason=row.taint_reason,
+            reports=report_state(row),
+            reports_removed_at=row.reports_removed_at,
+            reports_removed_reason=row.reports_removed_reason,
         )
 
 

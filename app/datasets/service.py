@@ -3,8 +3,10 @@
 A training set is immutable once built: its version, parameters, manifest hash, validation
 result and the exact sample ids it holds. What can change is its status: an erasure or a
 retention purge that removes samples it holds marks it ``tainted``, and a tainted set can no
-longer feed a training job. Reports (validation page, distribution and deficit plots) go to the
-blob store under ``datasets/<id>/``; they hold sample ids and counts, never audio or text.
+longer feed a training job. Reports (validation page, quarantine, distribution and deficit
+plots) are sealed under the set's own report key (:mod:`app.datasets.reports`); they hold sample
+ids, organization ids and attributes, never audio or text, and go with the erasure or purge
+that taints the set.
 """
 
 from __future__ import annotations
@@ -12,19 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
-from app.datasets import repository
+from app.datasets import reports, repository
 from app.datasets.catalog import CatalogFilter, load_catalog
 from app.kit.errors import BadRequest, Conflict, NotFound
 from app.kit.text import ascii_number
@@ -40,27 +39,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _PUNCTUATION = re.compile('[.,!?;:"()\\[\\]{}\u2026\u2013\u2014]')
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 DIMENSION_ALIASES = {"noise": "noise_type", "age": "age_group", "env": "environment"}
-REPORT_FILES = {
-    "validation.json": "application/json",
-    "validation.html": "text/html; charset=utf-8",
-    "balance.json": "application/json",
-    "distributions.png": "image/png",
-    "deficit.png": "image/png",
-    "quarantine.csv": "text/csv; charset=utf-8",
-}
-# The quarantine as DataOps needs it to fix labels: ids, attributes and what failed; no text.
-QUARANTINE_COLUMNS = (
-    "sample_id",
-    "organization_id",
-    "consent",
-    "duration",
-    "accent",
-    "age_group",
-    "sex",
-    "noise_type",
-    "environment",
-    "failed_expectations",
-)
 
 
 class InvalidTrainingSet(BadRequest):
@@ -196,7 +174,8 @@ def build_training_set(
             strict=True,
         ),
     )
-    _save_reports(store, row.id, validation, balanced)
+    reports.seal_reports(store, row, reports.render_reports(validation, balanced))
+    session.flush()
     record_event(
         session,
         actor=actor,
@@ -235,30 +214,6 @@ def _params(request: BuildRequest, spec: BalanceSpec) -> dict[str, Any]:
     }
 
 
-def _save_reports(store: SampleStore, set_id: uuid.UUID, validation: Any, balanced: Any) -> None:
-    """Upload the reports; they are rendered in a private temp dir that is removed at once."""
-    from curation.plots import plot_deficit, plot_distributions
-    from curation.validation import render_html
-
-    with tempfile.TemporaryDirectory(prefix="mip-report-") as tmp:
-        folder = Path(tmp)
-        (folder / "validation.json").write_bytes(orjson.dumps(validation.to_dict()))
-        (folder / "validation.html").write_text(render_html(validation), encoding="utf-8")
-        (folder / "balance.json").write_bytes(orjson.dumps(balanced.to_dict()))
-        plot_distributions(balanced, folder / "distributions.png")
-        plot_deficit(balanced, folder / "deficit.png")
-        quarantine = validation.quarantine.loc[:, list(QUARANTINE_COLUMNS)]
-        quarantine.to_csv(folder / "quarantine.csv", index=False)
-        for name in REPORT_FILES:
-            store.blobs.put(f"datasets/{set_id}/{name}", [(folder / name).read_bytes()])
-
-
-def read_report(store: SampleStore, training_set: TrainingSet, name: str) -> bytes:
-    if name not in REPORT_FILES:
-        raise TrainingSetNotFound(f"No report named {name!r}; reports: {', '.join(REPORT_FILES)}.")
-    return b"".join(store.blobs.get(f"datasets/{training_set.id}/{name}"))
-
-
 def get_training_set_or_raise(session: Session, ref: str) -> TrainingSet:
     """By id, by ``name`` (latest version) or by ``name:version``."""
     row: TrainingSet | None = None
@@ -291,10 +246,18 @@ def taint_sets(
     actor: str,
     organization_id: uuid.UUID | None,
     details: dict[str, Any],
+    store: SampleStore | None = None,
 ) -> list[uuid.UUID]:
-    """Mark the sets tainted (once) and say which in the audit log."""
+    """Mark the sets tainted (once), remove their reports, and say which in the audit log.
+
+    The report keys are destroyed in this unit of work and, with a ``store``, the report
+    objects deleted too; a caller without one leaves the deletions to
+    :func:`app.datasets.reports.delete_removed_reports` (an erasure's run does it). A set
+    tainted before reports went with erasures loses its reports now.
+    """
     changed = repository.mark_tainted(session, set_ids, reason=reason)
-    if changed:
+    removed = reports.remove_reports(session, store, set_ids, reason=reason)
+    if changed or removed.training_sets:
         record_event(
             session,
             actor=actor,
@@ -302,7 +265,13 @@ def taint_sets(
             target_type="training_sets",
             target_id=f"{len(changed)} sets",
             organization_id=organization_id,
-            details={"training_sets": [str(s) for s in changed], "reason": reason, **details},
+            details={
+                "training_sets": [str(s) for s in changed],
+                "reason": reason,
+                "reports_removed": [str(s) for s in removed.training_sets],
+                "report_objects_deleted": removed.objects,
+                **details,
+            },
         )
     return changed
 

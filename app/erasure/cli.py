@@ -87,6 +87,7 @@ def erase(
                     project_id=project,
                     actor=CLI_ACTOR,
                     withdraw_consent=withdraw_consent,
+                    store=store,
                 ).id
         else:
             erasure_id = resume

@@ -72,6 +72,7 @@ def create_erasure(
             project_id=project_id,
             actor=principal.actor,
             withdraw_consent=body.withdraw_consent,
+            store=store,
         )
         erasure_id = row.id
     return ErasureRead.model_validate(

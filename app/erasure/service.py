@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
+from app.datasets import reports
 from app.datasets import service as datasets_service
 from app.erasure import repository
 from app.kit.db import session_scope, utcnow
@@ -80,6 +81,7 @@ def purge_expired(
                 actor=actor,
                 organization_id=None,
                 details={"purged_samples": len(expired)},
+                store=store,
             )
             purged += len(expired)
             batches += 1
@@ -93,12 +95,16 @@ def request_erasure(
     project_id: uuid.UUID | None,
     actor: str,
     withdraw_consent: bool = False,
+    store: SampleStore | None = None,
 ) -> ErasureRequest:
     """Record an erasure request (``pending``); :func:`run_erasure` carries it out.
 
     A project's erasure may leave ``organization_id`` out: it is the project's. With
     ``withdraw_consent`` the scope is opted out from now on (no later request of it takes
-    part in the program); otherwise requests after the erasure take part as before.
+    part in the program); otherwise requests after the erasure take part as before. Every
+    training set holding the scope is tainted here and its reports removed: the report keys
+    destroyed and, with the ``store``, the report objects deleted (else :func:`run_erasure`
+    deletes them).
     """
     if project_id is not None:
         project = tenancy_repository.get_project(session, project_id)
@@ -150,12 +156,17 @@ def request_erasure(
         datasets_service.sets_holding(
             session, organization_id=organization_id, project_id=project_id
         ),
-        reason=f"erasure {row.id}",
+        reason=_taint_reason(row.id),
         actor=actor,
         organization_id=organization_id,
         details={"erasure_id": str(row.id)},
+        store=store,
     )
     return row
+
+
+def _taint_reason(erasure_id: uuid.UUID) -> str:
+    return f"erasure {erasure_id}"
 
 
 def _withdraw_consent(
@@ -212,6 +223,8 @@ def run_erasure(
                 row.updated_at = utcnow()
         with session_scope(factory) as session:
             row = get_erasure(session, erasure_id)
+            # Reports removed when the erasure was requested by a caller without the store.
+            reports.delete_removed_reports(session, store, reason=_taint_reason(row.id))
             _check_nothing_remains(session, store, row)
             row.status = "done"
             row.finished_at = row.updated_at = utcnow()

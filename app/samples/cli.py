@@ -131,7 +131,8 @@ def rotate_kek(
     batch: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per commit.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
-    """Re-wrap every data key under a new key-encryption-key version (objects untouched).
+    """Re-wrap every data key and training-set report key under a new key-encryption-key
+    version (objects untouched).
 
     Resumable and idempotent: when data keys are still wrapped by an older version (an
     interrupted rotation), it finishes that rotation instead of starting another.
@@ -165,7 +166,7 @@ def rotate_kek(
         print_json(payload)
     else:
         verb = "Resumed the rotation to" if resumed else "Rotated to"
-        console.print(f"{verb} {version}: {rewrapped} data keys re-wrapped.")
+        console.print(f"{verb} {version}: {rewrapped} keys re-wrapped (data and report keys).")
 
 
 @crypto_app.command("rotate-dek")

@@ -1,8 +1,12 @@
 """Per-organization data keys: created on first use, wrapped by the KEK, rotated, destroyed.
 
 A data key is only ever stored wrapped. Unwrapped keys are cached per process by (row id,
-KEK version), but every use first reads the row, so a key destroyed by an erasure in another
-process is never used again here.
+KEK version, wrapped key), but every use first reads the row, so a key destroyed by an erasure
+in another process is never used again here.
+
+The report keys of training sets (the datasets domain seals each set's reports under a key of
+its own, kept wrapped on the set's row) are wrapped and re-wrapped here too: one KEK rotation
+must reach every key the KEK protects, and this is where the rotation lives.
 """
 
 from __future__ import annotations
@@ -10,16 +14,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.kit.crypto import KeyProvider, WrappedKey, new_data_key
 from app.kit.db import utcnow
 from app.kit.errors import Conflict, NotFound
+from app.tables.datasets import TrainingSet
 from app.tables.samples import DataKey
 
 
@@ -36,7 +41,7 @@ class UnwrappedKeyCache:
 
     def __init__(self, size: int = 1024) -> None:
         self._size = size
-        self._keys: OrderedDict[tuple[uuid.UUID, str], bytes] = OrderedDict()
+        self._keys: OrderedDict[tuple[uuid.UUID, str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def get_or_unwrap(self, row: DataKey, provider: KeyProvider) -> bytes:
@@ -44,16 +49,33 @@ class UnwrappedKeyCache:
             raise DataKeyDestroyed(
                 f"Data key v{row.version} of organization {row.organization_id} was destroyed."
             )
-        cache_key = (row.id, row.kek_version)
+        return self.unwrap(
+            row.id,
+            WrappedKey(row.kek_version, row.wrapped_key),
+            provider,
+            context=_context(row.organization_id, row.version),
+        )
+
+    def unwrap(
+        self,
+        row_id: uuid.UUID,
+        wrapped: WrappedKey,
+        provider: KeyProvider,
+        *,
+        context: Mapping[str, str],
+    ) -> bytes:
+        """The key wrapped on row ``row_id`` (a data key or a training set's report key).
+
+        Cached by what is wrapped too, not only by row and KEK version: a row whose key was
+        replaced (a legacy set's reports sealed by another process) must not get the old one.
+        """
+        cache_key = (row_id, wrapped.kek_version, wrapped.ciphertext)
         with self._lock:
             key = self._keys.get(cache_key)
             if key is not None:
                 self._keys.move_to_end(cache_key)
                 return key
-        key = provider.unwrap(
-            WrappedKey(row.kek_version, row.wrapped_key),
-            context=_context(row.organization_id, row.version),
-        )
+        key = provider.unwrap(wrapped, context=context)
         with self._lock:
             self._keys[cache_key] = key
             while len(self._keys) > self._size:
@@ -155,24 +177,33 @@ def rotate_data_key(session: Session, provider: KeyProvider, organization_id: uu
 
 
 def keys_to_rewrap(session: Session, provider: KeyProvider) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(DataKey)
-            .where(
-                DataKey.wrapped_key.is_not(None), DataKey.kek_version != provider.current_version()
-            )
-        )
-        or 0
+    """Data keys and report keys still wrapped by an older KEK version."""
+    current = provider.current_version()
+    data_keys = session.scalar(
+        select(func.count())
+        .select_from(DataKey)
+        .where(DataKey.wrapped_key.is_not(None), DataKey.kek_version != current)
     )
+    report_keys = session.scalar(
+        select(func.count()).select_from(TrainingSet).where(_report_key_to_rewrap(current))
+    )
+    return (data_keys or 0) + (report_keys or 0)
 
 
 def rewrap_batch(session: Session, provider: KeyProvider, *, limit: int = 100) -> int:
-    """Re-wrap up to ``limit`` data keys under the current KEK version; returns how many.
+    """Re-wrap up to ``limit`` keys (data keys, then training sets' report keys) under the
+    current KEK version; returns how many.
 
     Objects are untouched: only the small wrapped keys change. Idempotent and resumable —
     a key already under the current version is never selected again.
     """
+    done = _rewrap_data_keys(session, provider, limit=limit)
+    if done < limit:
+        done += _rewrap_report_keys(session, provider, limit=limit - done)
+    return done
+
+
+def _rewrap_data_keys(session: Session, provider: KeyProvider, *, limit: int) -> int:
     current = provider.current_version()
     rows = session.scalars(
         select(DataKey)
@@ -191,6 +222,64 @@ def rewrap_batch(session: Session, provider: KeyProvider, *, limit: int = 100) -
         row.rewrapped_at = utcnow()
     session.flush()
     return len(rows)
+
+
+def _report_key_to_rewrap(current: str) -> ColumnElement[bool]:
+    return and_(
+        TrainingSet.report_key_wrapped.is_not(None),
+        or_(TrainingSet.report_kek_version.is_(None), TrainingSet.report_kek_version != current),
+    )
+
+
+def _rewrap_report_keys(session: Session, provider: KeyProvider, *, limit: int) -> int:
+    rows = session.scalars(
+        select(TrainingSet)
+        .where(_report_key_to_rewrap(provider.current_version()))
+        .order_by(TrainingSet.id)
+        .limit(limit)
+    ).all()
+    for row in rows:
+        old = _wrapped_report_key(row)
+        context = report_key_context(row.id)
+        wrapped = provider.wrap(provider.unwrap(old, context=context), context=context)
+        row.report_kek_version = wrapped.kek_version
+        row.report_key_wrapped = wrapped.ciphertext
+    session.flush()
+    return len(rows)
+
+
+# --- report keys of training sets -----------------------------------------------------------
+
+
+class ReportKeyDestroyed(Conflict):
+    """The training set's report key was destroyed (its reports went with an erasure)."""
+
+
+def report_key_context(set_id: uuid.UUID) -> dict[str, str]:
+    # Not an organization's context: a report key cannot be passed off as a data key.
+    return {"training_set": str(set_id), "key": "reports"}
+
+
+def new_report_key(provider: KeyProvider, set_id: uuid.UUID) -> tuple[bytes, WrappedKey]:
+    """A fresh report key for the set, and the same key wrapped by the current KEK."""
+    key = new_data_key()
+    return key, provider.wrap(key, context=report_key_context(set_id))
+
+
+def report_key(training_set: TrainingSet, provider: KeyProvider, cache: UnwrappedKeyCache) -> bytes:
+    """The set's report key, unwrapped (cached like data keys, by row and KEK version)."""
+    return cache.unwrap(
+        training_set.id,
+        _wrapped_report_key(training_set),
+        provider,
+        context=report_key_context(training_set.id),
+    )
+
+
+def _wrapped_report_key(training_set: TrainingSet) -> WrappedKey:
+    if training_set.report_key_wrapped is None or training_set.report_kek_version is None:
+        raise ReportKeyDestroyed(f"Training set {training_set.id} has no report key.")
+    return WrappedKey(training_set.report_kek_version, training_set.report_key_wrapped)
 
 
 def destroy_organization_keys(session: Session, organization_id: uuid.UUID) -> int:

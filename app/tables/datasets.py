@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     Uuid,
@@ -56,6 +57,13 @@ class TrainingSet(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     tainted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     taint_reason: Mapped[str | None] = mapped_column(String(1000))
+    # The reports' own data key, only ever stored wrapped by the KEK. Both NULL for a set built
+    # before reports were encrypted (plaintext until `mip curate encrypt-reports`); the key is
+    # NULL once the reports were removed with an erasure or a purge (crypto-shredding).
+    report_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    report_kek_version: Mapped[str | None] = mapped_column(String(256))
+    reports_removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reports_removed_reason: Mapped[str | None] = mapped_column(String(1000))
 
 
 class TrainingSetSample(Base):
