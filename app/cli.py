@@ -82,6 +82,10 @@ GROUPS: dict[str, LazyGroup] = {
         "offline.",
         ("app.audit.cli:audit_app", "app.compliance.audit_cli:audit_app"),
     ),
+    "compliance": LazyGroup(
+        "Compliance: the period report for auditors, a data subject's access export.",
+        ("app.compliance.cli:compliance_app",),
+    ),
     "billing": LazyGroup(
         "Billing: period reports, invoice reconciliation, period close.",
         ("app.billing.cli:billing_app",),

@@ -12,6 +12,7 @@ from app.billing.endpoints import MAX_INVOICE_BYTES
 from app.billing.endpoints import router as billing_router
 from app.compliance.audit_endpoints import router as audit_signing_router
 from app.compliance.checkpoints import open_signing_key
+from app.compliance.endpoints import router as compliance_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pricing_router,
         audit_router,
         audit_signing_router,
+        compliance_router,
         tenancy_router,
         usage_router,
         billing_router,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from itertools import chain
 from typing import Any, TypedDict
 
 import orjson
-from sqlalchemy import String, Uuid, insert, select, text, tuple_
+from sqlalchemy import Row, String, Uuid, func, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -234,3 +234,32 @@ def get_entry(session: Session, *, project_id: uuid.UUID, request_id: str) -> Le
             LedgerEntry.project_id == project_id, LedgerEntry.request_id == request_id
         )
     ).first()
+
+
+def count_in_scope(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None
+) -> int:
+    stmt = select(func.count()).select_from(LedgerEntry)
+    stmt = stmt.where(LedgerEntry.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(LedgerEntry.project_id == project_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def row_batches_in_scope(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None, batch: int
+) -> Generator[Sequence[Row[Any]]]:
+    """The organization's (or project's) rows, every column in :data:`LEDGER_COLUMNS` order,
+    oldest first, ``batch`` rows at a time: an organization may hold millions, so they stream
+    (a server-side cursor on PostgreSQL) and are never held whole."""
+    stmt = select(*(getattr(LedgerEntry, name) for name in LEDGER_COLUMNS))
+    stmt = stmt.where(LedgerEntry.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(LedgerEntry.project_id == project_id)
+    stmt = stmt.order_by(LedgerEntry.created_at, LedgerEntry.id)
+    result = session.execute(stmt.execution_options(yield_per=batch))
+    try:
+        yield from result.partitions()
+    finally:
+        # A caller that stops early must not leave the server-side cursor open.
+        result.close()

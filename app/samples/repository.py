@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -121,3 +121,18 @@ def erasure_in_progress(
     return any(
         scope == "organization" or scoped == project_id for scope, scoped in session.execute(stmt)
     )
+
+
+def batches_in_scope(
+    session: Session, *, organization_id: uuid.UUID, project_id: uuid.UUID | None, batch: int
+) -> Generator[Sequence[Sample]]:
+    """The scope's catalog rows, oldest first, ``batch`` at a time (streamed, never all held)."""
+    stmt = select(Sample).where(Sample.organization_id == organization_id)
+    if project_id is not None:
+        stmt = stmt.where(Sample.project_id == project_id)
+    stmt = stmt.order_by(Sample.created_at, Sample.id)
+    result = session.scalars(stmt.execution_options(yield_per=batch))
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import CursorResult, insert, or_, select, update
@@ -256,3 +256,12 @@ def training_set_taint(session: Session, training_set_id: uuid.UUID | None) -> s
     if row is None or row.status != "tainted":
         return None
     return f"trained on training set {row.name}:{row.version}, tainted ({row.taint_reason})"
+
+
+def versions_trained_on(
+    session: Session, training_set_ids: Collection[uuid.UUID]
+) -> Sequence[ModelVersion]:
+    if not training_set_ids:
+        return []
+    stmt = select(ModelVersion).where(ModelVersion.training_set_id.in_(set(training_set_ids)))
+    return session.scalars(stmt.order_by(ModelVersion.created_at, ModelVersion.id)).all()
