@@ -86,7 +86,7 @@ def verify(
         "digests, the store inventory and the Ed25519 signature. Page with `after_seq`. Roles "
         "`auditor` or `admin`."
     ),
-    responses=error_responses(401, 403),
+    responses=error_responses(400, 401, 403),
 )
 def list_checkpoints(
     session: SessionDep,

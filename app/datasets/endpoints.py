@@ -76,7 +76,7 @@ def list_training_sets(
     session: SessionDep,
     _principal: Reader,
     name: str | None = None,
-    page: Annotated[int, Query(ge=0)] = 0,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TrainingSetList:
     rows, total = repository.list_training_sets(

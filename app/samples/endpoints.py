@@ -60,6 +60,30 @@ async def _field(form: FormData, name: str, *, required: bool = True) -> bytes |
     return value.encode()
 
 
+# The route parses its multipart body itself (in memory, within the guard's limit): the form
+# is documented here so that clients and schemathesis know its fields.
+_SAMPLE_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["project_id", "request_id", "audio", "transcript"],
+                    "properties": {
+                        "project_id": {"type": "string", "format": "uuid"},
+                        "request_id": {"type": "string"},
+                        "audio": {"type": "string", "format": "binary"},
+                        "transcript": {"type": "string", "format": "binary"},
+                        "attributes": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/samples",
     status_code=201,
@@ -76,9 +100,15 @@ async def _field(form: FormData, name: str, *, required: bool = True) -> bytes |
     responses={
         **_ERRORS,
         **error_responses(
-            specific={409: "Opted out, failed, not selected, already stored, or under erasure"}
+            413,
+            415,
+            specific={
+                408: "The body arrived too slowly",
+                409: "Opted out, failed, not selected, already stored, or under erasure",
+            },
         ),
     },
+    openapi_extra=_SAMPLE_FORM,
 )
 async def create_sample(
     request: Request, session: SessionDep, store: StoreDep, _principal: Admin

@@ -35,3 +35,10 @@ def test_a_version_that_is_not_ascii_digits_is_a_400(
 def test_a_well_formed_ref_of_no_set_is_a_404(client: TestClient, db: Database) -> None:
     response = client.get(f"{URL}/accents:7", headers=make_staff_key(db, "dataops"))
     assert_error(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("page", [str(2**62), "19177240041859198222336"])
+def test_a_page_beyond_any_offset_is_a_400(client: TestClient, db: Database, page: str) -> None:
+    # page * limit overflowed the database's integer: a 500 on both backends (schemathesis).
+    response = client.get(f"{URL}?page={page}", headers=make_staff_key(db, "dataops"))
+    assert_error(response, 400, "Bad Request")

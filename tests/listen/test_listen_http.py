@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import itertools
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
@@ -278,6 +279,24 @@ class TestLedger:
         assert row.list_amount_micros > 0
         assert row.discount_micros + row.amount_micros == row.list_amount_micros
         assert row.amount_micros == pytest.approx(row.list_amount_micros / 2, abs=1)
+
+    @pytest.mark.parametrize("declared", [0x7FFFFFFF, 0xFFFFFFFF])
+    def test_a_wav_claiming_a_huge_data_chunk_is_billed_for_the_audio_it_holds(
+        self, api: Listen, speech: bytes, speech_samples: tuple[Any, int], declared: int
+    ) -> None:
+        # Streaming writers put 0x7fffffff or 0xffffffff in the data chunk's size (and the
+        # RIFF size) when they cannot seek back: the audio present is what is transcribed and
+        # billed, never a guess from the header.
+        at = speech.index(b"data") + 4
+        size = struct.pack("<I", declared)
+        claimed = speech[:4] + size + speech[8:at] + size + speech[at + 4 :]
+        response = api.post(claimed)
+        assert response.status_code == 200, response.text
+        (row,) = api.ledger()
+        expected = duration_of(speech_samples)
+        assert row.duration_seconds == pytest.approx(expected, abs=1e-6)
+        assert response.json()["metadata"]["duration"] == pytest.approx(expected, abs=1e-3)
+        assert row.list_amount_micros > 0
 
     def test_every_failure_writes_one_row_with_its_status_and_nothing_else(
         self, serve: Serve, speech: bytes, encodings: dict[str, bytes]

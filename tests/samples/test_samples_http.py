@@ -139,6 +139,15 @@ class TestBadInput:
         assert_error(service.post_sample("big", huge), 413, "PAYLOAD_TOO_LARGE")
         assert service.object_count() == 0
 
+    def test_openapi_documents_the_form_and_its_refusals(self, service: Service) -> None:
+        # The route parses its multipart body itself, so FastAPI documented neither the form
+        # nor the 415 and 413 above (found by tests/test_schemathesis.py).
+        post = service.client.get("/openapi.json").json()["paths"]["/v1/governance/samples"]
+        form = post["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert set(form["required"]) == {"project_id", "request_id", "audio", "transcript"}
+        assert set(form["properties"]) == {*form["required"], "attributes"}
+        assert {"408", "413", "415"} <= set(post["post"]["responses"])
+
 
 class TestAccess:
     def test_roles_for_intake_and_content(self, service: Service, speech: bytes) -> None:
