@@ -22,6 +22,7 @@ from app.kit.crypto import (
     WrappedKey,
     new_data_key,
 )
+from app.kit.crypto.signing import SigningKey, load_public_key
 from tests.conftest import S3Endpoint, free_port
 
 ORG_A = {"org": "org-a", "purpose": "sample-data-key"}
@@ -306,3 +307,18 @@ class TestAwsKms:
     def test_key_id_required(self) -> None:
         with pytest.raises(KeyProviderError, match="key id"):
             AwsKmsKeyProvider("")
+
+
+class TestSigningKeyOnEitherProvider:
+    """The audit signing key's private half is wrapped by the provider: a KMS key works too."""
+
+    def test_signs_reopens_and_opens_only_with_its_kek(self, kek: Kek, tmp_path: Path) -> None:
+        path = tmp_path / "signing.json"
+        signature = SigningKey(path, kek.provider).sign(b"checkpoint")
+        reopened = SigningKey(path, kek.provider)
+        load_public_key(reopened.public_key_pem()).verify(signature, b"checkpoint")
+        document = json.loads(path.read_text())
+        assert document["provider"] == kek.provider.name
+        assert document["kek_version"] == kek.provider.current_version()
+        with pytest.raises(KeyProviderError):
+            SigningKey(path, local_kek(tmp_path / "stranger.json").provider).sign(b"x")
