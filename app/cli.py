@@ -114,6 +114,10 @@ GROUPS: dict[str, LazyGroup] = {
         "Fine-tuning jobs: submit, follow, cancel (run by `mip worker`).",
         ("app.training.cli:train_app",),
     ),
+    "custom": LazyGroup(
+        "Custom models of resellers: create, list, show, archive.",
+        ("app.custom.cli:custom_app",),
+    ),
     "models": LazyGroup(
         "Model versions trained here: inspect, promote, demote, reject.",
         ("app.training.cli:models_app",),

@@ -13,6 +13,7 @@ from app.billing.endpoints import router as billing_router
 from app.compliance.audit_endpoints import router as audit_signing_router
 from app.compliance.checkpoints import open_signing_key
 from app.compliance.endpoints import router as compliance_router
+from app.custom.endpoints import router as custom_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training_jobs_router,
         model_versions_router,
         models_router,
+        custom_router,
         listen_router,
     ):
         app.include_router(router)

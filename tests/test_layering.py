@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),  # jobs and promotion: reads training sets, samples, the model directory
     ("erasure",),  # erasure and retention purges: deletes samples, taints training sets
     ("datasets", "listen", "usage", "billing"),
+    ("custom",),  # resellers' custom models: their data, versions and sharing
     ("ledger", "samples", "engine"),  # the request ledger; the encrypted store; the models
     ("sampling", "pricing"),  # which opted-in requests are kept; what a request costs
     ("consent",),  # the effective opt-out of a request and its source

@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.tenancy import service as tenancy
 from tests.conftest import Database, make_tenant
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
@@ -85,3 +86,32 @@ def test_without_a_key_every_id_route_is_a_401(
         if status != 401:
             wrong.append(f"{method} {path}: {status}")
     assert wrong == []
+
+
+def all_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    for path, operations in app.openapi()["paths"].items():
+        for method in sorted(operations):
+            yield method.upper(), path
+
+
+def test_a_reseller_key_reaches_only_custom_models(
+    client: TestClient, app: FastAPI, db: Database
+) -> None:
+    """A reseller key holds every reseller scope; outside /v1/governance/custom-models each
+    operation that needs a key refuses it (4xx, not 401), with or without a body."""
+    owner = make_tenant(db, name="Owner", scopes=["admin"])
+    with db.session() as session:
+        reseller = tenancy.create_reseller(session, name="Reseller", actor="test")
+        _key, secret = tenancy.create_reseller_key(session, reseller_id=reseller.id, actor="test")
+    headers = {"Authorization": f"Token {secret}"}
+    reached = []
+    for method, path in all_routes(app):
+        if path.startswith("/v1/governance/custom-models"):
+            continue
+        url = fill(path, owner.project_id)
+        if call(client, method, url, {}) != 401:  # open to anyone (health, docs)
+            continue
+        status = call(client, method, url, headers)
+        if status < 400 or status >= 500 or status == 401:
+            reached.append(f"{method} {path}: {status}")
+    assert reached == []

@@ -33,6 +33,14 @@ class Scope(StrEnum):
     SAMPLES_WRITE = "samples:write"
 
 
+class ResellerScope(StrEnum):
+    """Reseller key scopes: a reseller acts on its own custom models and organizations only."""
+
+    CUSTOM_MODELS_READ = "custom_models:read"
+    CUSTOM_MODELS_WRITE = "custom_models:write"
+    CUSTOM_MODELS_ASSIGN = "custom_models:assign"
+
+
 _BUNDLES: dict[Scope, frozenset[Scope]] = {
     Scope.MEMBER: frozenset(
         {Scope.LISTEN, Scope.USAGE_READ, Scope.KEYS_READ, Scope.PROJECT_READ, Scope.SAMPLES_READ}
@@ -73,13 +81,16 @@ def hash_api_key(secret: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a project key (tenant-scoped) or a staff key (a role)."""
+    """Who is calling: a project key (tenant-scoped), a staff key (a role) or a reseller key
+    (its reseller's custom models and organizations)."""
 
     key_id: uuid.UUID
     project_id: uuid.UUID | None = None
     organization_id: uuid.UUID | None = None
     scopes: frozenset[Scope] = frozenset()
     role: Role | None = None
+    reseller_id: uuid.UUID | None = None
+    reseller_scopes: frozenset[ResellerScope] = frozenset()
 
     @property
     def is_staff(self) -> bool:
@@ -87,8 +98,11 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        kind = f"staff:{self.role}" if self.role else "key"
-        return f"{kind}:{self.key_id}"
+        if self.role:
+            return f"staff:{self.role}:{self.key_id}"
+        if self.reseller_id:
+            return f"reseller:{self.reseller_id}:{self.key_id}"
+        return f"key:{self.key_id}"
 
     def __repr__(self) -> str:
         return f"Principal({self.actor})"

@@ -41,7 +41,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
+def get_any_principal(request: Request, session: SessionDep) -> Principal:
+    """Whoever the key belongs to: project, staff or reseller."""
     # A request with a body was authenticated by the request guard before it was read.
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
@@ -52,7 +53,18 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
     return principal
 
 
+def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
+    """A project or staff key. A reseller key is refused here, once for every endpoint but
+    the few that name it (:data:`ResellerOrStaff`): code written for project and staff keys
+    never sees a caller that is neither."""
+    if principal.reseller_id is not None:
+        raise Forbidden("A reseller key manages custom models only (/v1/governance/custom-models).")
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+# Any key; the endpoint decides what a reseller key may do (custom models).
+ResellerOrStaff = Annotated[Principal, Depends(get_any_principal)]
 
 
 def require_roles(*roles: Role) -> Callable[[Principal], Principal]:

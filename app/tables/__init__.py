@@ -1,6 +1,7 @@
 """ORM tables, one module per domain. Importing this package registers them all on ``Base``."""
 
 from app.tables.audit import AuditEntry
+from app.tables.custom import CustomModel
 from app.tables.datasets import TrainingSet, TrainingSetSample
 from app.tables.erasure import ErasureRequest
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -14,6 +15,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "BillingPeriod",
+    "CustomModel",
     "DataKey",
     "ErasureRequest",
     "LedgerEntry",

@@ -68,12 +68,20 @@ class Project(Base):
     consent_withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+ONE_OWNER = (
+    "(CASE WHEN project_id IS NULL THEN 0 ELSE 1 END) + "
+    "(CASE WHEN role IS NULL THEN 0 ELSE 1 END) + "
+    "(CASE WHEN reseller_id IS NULL THEN 0 ELSE 1 END) = 1"
+)
+
+
 class ApiKey(Base):
-    """A project key (``project_id`` set, scopes) or a staff key (``role`` set). Never both."""
+    """A project key (``project_id`` set, project scopes), a staff key (``role`` set) or a
+    reseller key (``reseller_id`` set, reseller scopes): exactly one of the three."""
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("(project_id IS NULL) <> (role IS NULL)", name="project_xor_role"),
+        CheckConstraint(ONE_OWNER, name="one_owner"),
         CheckConstraint(
             "role IS NULL OR role IN ('admin', 'billing', 'dataops', 'auditor')", name="role"
         ),
@@ -84,6 +92,9 @@ class ApiKey(Base):
         ForeignKey("projects.id", ondelete="RESTRICT"), index=True
     )
     role: Mapped[str | None] = mapped_column(String(16))
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("resellers.id", ondelete="RESTRICT"), index=True
+    )
     comment: Mapped[str] = mapped_column(String(500), default="")
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)

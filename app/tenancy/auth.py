@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.orm import Session
 
-from app.kit.auth import Principal, Role, Scope, expand_scopes, hash_api_key
+from app.kit.auth import Principal, ResellerScope, Role, Scope, expand_scopes, hash_api_key
 from app.kit.db import utcnow
 from app.kit.deps import CurrentPrincipal, SessionDep
 from app.kit.errors import Forbidden, NotFound, Unauthorized
@@ -39,6 +39,12 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
         raise Unauthorized("Invalid credentials.")
     if key.role is not None:
         return Principal(key_id=key.id, role=Role(key.role))
+    if key.reseller_id is not None:
+        return Principal(
+            key_id=key.id,
+            reseller_id=key.reseller_id,
+            reseller_scopes=frozenset(ResellerScope(scope) for scope in key.scopes),
+        )
     assert key.project_id is not None  # guaranteed by the table's check constraint
     project = repository.get_project_or_raise(session, key.project_id)
     return Principal(

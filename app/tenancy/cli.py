@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from app.kit.cli import CLI_ACTOR, cli_session, console, print_json, print_record, print_table
+from app.kit.cli import (
+    CLI_ACTOR,
+    cli_session,
+    console,
+    exit_on_error,
+    print_json,
+    print_record,
+    print_table,
+)
 from app.kit.errors import NotFound
 from app.kit.money import micros_to_usd, usd_to_micros
 from app.tenancy import repository, service
@@ -38,6 +46,37 @@ def create_reseller(name: str, json_output: JsonOpt = False) -> None:
         reseller = service.create_reseller(session, name=name, actor=CLI_ACTOR)
         out = {"id": str(reseller.id), "name": reseller.name}
     print_json(out) if json_output else print_record("Reseller created", out)
+
+
+@resellers_app.command("create-key")
+def create_reseller_key(
+    reseller: Annotated[str, typer.Argument(help="The reseller's id.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="custom_models:read, custom_models:write or custom_models:assign (repeatable; "
+            "default: all three).",
+        ),
+    ] = None,
+    comment: Annotated[str, typer.Option(help="Who holds the key.")] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Create a reseller key: the reseller's own custom models and organizations, nothing
+    else. The secret is printed once; revoke it with `mip keys revoke KEY_ID`."""
+    with exit_on_error(), cli_session() as session:
+        key, secret = service.create_reseller_key(
+            session,
+            reseller_id=uuid.UUID(reseller),
+            actor=CLI_ACTOR,
+            scopes=scope,
+            comment=comment,
+        )
+        out = {"id": str(key.id), "reseller_id": reseller, "scopes": key.scopes, "key": secret}
+    if json_output:
+        print_json(out)
+    else:
+        print_record("Reseller key created (copy the key now; it is not shown again)", out)
 
 
 def _org_out(org_id: uuid.UUID) -> dict[str, object]:

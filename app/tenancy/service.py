@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
-from app.kit.auth import Principal, Role, Scope, expand_scopes, generate_api_key, hash_api_key
+from app.kit.auth import (
+    Principal,
+    ResellerScope,
+    Role,
+    Scope,
+    expand_scopes,
+    generate_api_key,
+    hash_api_key,
+)
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.kit.money import MICROS_PER_USD
@@ -31,6 +39,10 @@ class ScopeEscalation(Forbidden):
 
 class KeyNotFound(NotFound):
     """No live key with this id in this project (revoked keys count as deleted)."""
+
+
+class ResellerNotFound(NotFound):
+    """No reseller with this id."""
 
 
 _BUNDLE_NAMES = frozenset({Scope.MEMBER, Scope.ADMIN})
@@ -301,6 +313,47 @@ def create_staff_key(
         actor=actor,
         organization_id=None,
         details={"role": clean_role.value, "comment": comment},
+    )
+
+
+def create_reseller_key(
+    session: Session,
+    *,
+    reseller_id: uuid.UUID,
+    actor: str,
+    scopes: list[str] | None = None,
+    comment: str = "",
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A reseller key: its reseller's custom models and organizations, nothing else.
+
+    ``scopes`` default to all three (read, write, assign); the secret is returned once.
+    """
+    if repository.get_reseller(session, reseller_id) is None:
+        raise ResellerNotFound(f"Reseller {reseller_id} not found.")
+    valid = {scope.value for scope in ResellerScope}
+    wanted = sorted(set(scopes)) if scopes is not None else sorted(valid)
+    unknown = [scope for scope in wanted if scope not in valid]
+    if not wanted or unknown:
+        raise InvalidTenancyInput(
+            f"Unknown reseller scope(s) {', '.join(unknown) or '(none)'}; expected some of "
+            f"{', '.join(sorted(valid))}."
+        )
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidTenancyInput("The expiration date must be in the future.")
+    return _store_key(
+        session,
+        ApiKey(
+            reseller_id=reseller_id,
+            scopes=wanted,
+            comment=comment,
+            tags=[],
+            expires_at=expires_at,
+        ),
+        secret=generate_api_key(),
+        actor=actor,
+        organization_id=None,
+        details={"reseller_id": str(reseller_id), "scopes": wanted, "comment": comment},
     )
 
 

@@ -1,0 +1,127 @@
+"""``mip custom``: resellers' custom models (create, list, show, archive).
+
+The CLI acts as staff: every reseller's models; `--reseller` names the owner. Exit status: 0
+success; 1 a refused action (a name taken, archived already); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import typer
+
+from app.kit.cli import CLI_ACTOR, cli_session, exit_on_error, print_json, print_record, print_table
+
+custom_app = typer.Typer(help="Custom models of resellers: create, list, show, archive.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with ids) for scripts.")]
+
+
+def _out(model: Any) -> dict[str, Any]:
+    from app.custom.schemas import CustomModelRead
+
+    return CustomModelRead.of(model).model_dump(mode="json")
+
+
+@custom_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Unique per reseller: a-z, 0-9 and dashes.")],
+    reseller: Annotated[str, typer.Option(help="The owning reseller's id.")],
+    language: Annotated[str, typer.Option(help="BCP-47, e.g. en or en-US.")] = "en",
+    domain: Annotated[str, typer.Option(help="e.g. medical, finance.")] = "general",
+    base_model: Annotated[
+        str | None, typer.Option(help="Served model to start from (default: the default model).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the model is for.")] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Create a custom model (status `collecting`) on a served base model."""
+    from app.custom import service
+    from app.engine.registry import open_model_registry
+    from app.kit.settings import get_settings
+
+    with exit_on_error():
+        service.check_fields(name=name, language=language, domain=domain)
+        registry = open_model_registry(get_settings())
+        registry.scan()
+        base = service.resolve_base(registry, base_model, language)
+        with cli_session() as session:
+            model = service.create_model(
+                session,
+                reseller_id=uuid.UUID(reseller),
+                name=name,
+                description=description,
+                language=language,
+                domain=domain,
+                base=base,
+                actor=CLI_ACTOR,
+            )
+            out = _out(model)
+    print_json(out) if json_output else print_record("Custom model created", out)
+
+
+@custom_app.command("list")
+def list_models(
+    reseller: Annotated[str | None, typer.Option(help="Only this reseller's models.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only models in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    json_output: JsonOpt = False,
+) -> None:
+    """List custom models, newest first."""
+    from app.custom import repository, service
+
+    with exit_on_error(), cli_session() as session:
+        rows, total = repository.list_models(
+            session,
+            reseller_id=uuid.UUID(reseller) if reseller else None,
+            status=service.check_status(status),
+            limit=limit,
+            offset=0,
+        )
+        models = [_out(row) for row in rows]
+    if json_output:
+        print_json({"models": models, "total": total})
+        return
+    print_table(
+        f"Custom models ({total})",
+        ["id", "reseller", "name", "language", "domain", "base", "status", "created"],
+        [
+            [
+                m["id"],
+                m["reseller_id"],
+                m["name"],
+                m["language"],
+                m["domain"],
+                f"{m['base_model']['name']} {m['base_model']['version']}",
+                m["status"],
+                m["created_at"],
+            ]
+            for m in models
+        ],
+    )
+
+
+@custom_app.command("show")
+def show(
+    model: Annotated[str, typer.Argument(help="The model's id.")], json_output: JsonOpt = False
+) -> None:
+    """Show one custom model."""
+    from app.custom import service
+
+    with exit_on_error(), cli_session() as session:
+        out = _out(service.get_visible_model(session, None, uuid.UUID(model)))
+    print_json(out) if json_output else print_record("Custom model", out)
+
+
+@custom_app.command("archive")
+def archive(
+    model: Annotated[str, typer.Argument(help="The model's id.")], json_output: JsonOpt = False
+) -> None:
+    """Archive a custom model: no more uploads, training or serving (its history stays)."""
+    from app.custom import service
+
+    with exit_on_error(), cli_session() as session:
+        row = service.get_visible_model(session, None, uuid.UUID(model))
+        out = _out(service.archive_model(session, row, actor=CLI_ACTOR))
+    print_json(out) if json_output else print_record("Custom model archived", out)
