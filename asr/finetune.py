@@ -272,7 +272,7 @@ def _checked_rows(manifest: Path, tokenizer: CharTokenizer, what: str) -> list[d
         raise FinetuneError(f"{what} manifest {manifest} holds no utterances")
     for row in rows:
         text, where = str(row["text"]), f"{what} manifest {manifest}, utterance {row['id']!r}"
-        unspeakable = _unspeakable(text, tokenizer)
+        unspeakable = unspeakable_characters(text, tokenizer)
         if unspeakable:
             shown = ", ".join(repr(c) for c in sorted(unspeakable)[:8])
             raise FinetuneError(
@@ -286,7 +286,7 @@ def _checked_rows(manifest: Path, tokenizer: CharTokenizer, what: str) -> list[d
     return rows
 
 
-def _unspeakable(text: str, tokenizer: CharTokenizer) -> set[str]:
+def unspeakable_characters(text: str, tokenizer: CharTokenizer) -> set[str]:
     """Characters that normalising would drop although they are spoken (digits, symbols)."""
     decomposed = unicodedata.normalize("NFKD", text.lower())  # "é" -> "e" + a combining accent
     return {
