@@ -115,7 +115,7 @@ GROUPS: dict[str, LazyGroup] = {
         ("app.training.cli:train_app",),
     ),
     "custom": LazyGroup(
-        "Custom models of resellers: create, list, show, archive.",
+        "Custom models of resellers: create, list, show, archive; their training data.",
         ("app.custom.cli:custom_app",),
     ),
     "models": LazyGroup(

@@ -13,6 +13,7 @@ from app.billing.endpoints import router as billing_router
 from app.compliance.audit_endpoints import router as audit_signing_router
 from app.compliance.checkpoints import open_signing_key
 from app.compliance.endpoints import router as compliance_router
+from app.custom.endpoints import PAIR_BODY_LIMIT as CUSTOM_PAIR_BODY_LIMIT
 from app.custom.endpoints import router as custom_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
@@ -65,6 +66,7 @@ def guard_rules(settings: Settings) -> GuardRules:
                 settings.max_sample_bytes + MAX_TRANSCRIPT_BYTES + 65536
             ),
             ("POST", "/v1/governance/ledger/events"): LEDGER_MAX_BODY_BYTES,
+            ("POST", "/v1/governance/custom-models/{model_id}/data"): CUSTOM_PAIR_BODY_LIMIT,
             ("POST", "/v1/governance/billing/reconciliations"): MAX_INVOICE_BYTES,
         },
         idle_seconds=settings.body_idle_seconds,

@@ -1,4 +1,5 @@
-"""``mip custom``: resellers' custom models (create, list, show, archive).
+"""``mip custom``: resellers' custom models (create, list, show, archive) and their training
+pairs (upload, data, remove-data).
 
 The CLI acts as staff: every reseller's models; `--reseller` names the owner. Exit status: 0
 success; 1 a refused action (a name taken, archived already); 2 bad input.
@@ -7,13 +8,16 @@ success; 1 a refused action (a name taken, archived already); 2 bad input.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from app.kit.cli import CLI_ACTOR, cli_session, exit_on_error, print_json, print_record, print_table
 
-custom_app = typer.Typer(help="Custom models of resellers: create, list, show, archive.")
+custom_app = typer.Typer(
+    help="Custom models of resellers: create, list, show, archive; their training data."
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with ids) for scripts.")]
 
@@ -125,3 +129,113 @@ def archive(
         row = service.get_visible_model(session, None, uuid.UUID(model))
         out = _out(service.archive_model(session, row, actor=CLI_ACTOR))
     print_json(out) if json_output else print_record("Custom model archived", out)
+
+
+@custom_app.command("upload")
+def upload(
+    model: Annotated[str, typer.Argument(help="The model's id.")],
+    audio: Annotated[Path, typer.Argument(help="A WAV, MP3, FLAC or OGG file.")],
+    transcript: Annotated[str | None, typer.Option(help="What is said in the audio.")] = None,
+    transcript_file: Annotated[
+        Path | None, typer.Option(help="A UTF-8 text file holding the transcript.")
+    ] = None,
+    speaker: Annotated[str | None, typer.Option(help="The speaker's id, if known.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Upload one training pair: checked with the base model, then kept sealed (accepted or
+    rejected, with every reason)."""
+    from app.custom import data, service
+    from app.custom.schemas import DataFileRead
+    from app.engine.registry import open_model_registry
+    from app.kit.settings import get_settings
+    from app.samples.runtime import open_sample_store
+    from asr.pairs import TranscriptScorer
+
+    if (transcript is None) == (transcript_file is None):
+        raise typer.BadParameter("Give --transcript or --transcript-file (one of them).")
+    settings = get_settings()
+    with exit_on_error():
+        raw = transcript_file.read_bytes() if transcript_file else (transcript or "").encode()
+        text = data.decode_transcript(raw)
+        content = audio.read_bytes()
+        with cli_session() as session:
+            row = service.get_visible_model(session, None, uuid.UUID(model))
+            data.check_open(row)
+            registry = open_model_registry(settings)
+            registry.scan()
+            base = registry.get(row.base_model_uuid)
+            record = data.upload_pair(
+                session,
+                open_sample_store(settings),
+                row,
+                name=audio.name,
+                audio=content,
+                transcript=text,
+                speaker=speaker,
+                scorer=TranscriptScorer(base.package) if base else None,
+                actor=CLI_ACTOR,
+            )
+            out = DataFileRead.of(record).model_dump(mode="json")
+    print_json(out) if json_output else print_record(f"Training pair {out['status']}", out)
+
+
+@custom_app.command("data")
+def list_data(
+    model: Annotated[str, typer.Argument(help="The model's id.")],
+    status: Annotated[str | None, typer.Option(help="accepted, rejected or removed only.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The model's training pairs and its data set's validation report."""
+    from app.custom import data, service
+    from app.custom.schemas import DataFileRead
+
+    if status not in (None, "accepted", "rejected", "removed"):
+        raise typer.BadParameter("--status is accepted, rejected or removed.")
+    with exit_on_error(), cli_session() as session:
+        row = service.get_visible_model(session, None, uuid.UUID(model))
+        files = [
+            DataFileRead.of(f).model_dump(mode="json")
+            for f in data.list_files(session, row, status=status)
+        ]
+        report = data.data_report(session, row)
+    if json_output:
+        print_json({"files": files, "report": report})
+        return
+    print_table(
+        f"Training data of {row.name}",
+        ["id", "name", "status", "seconds", "loss/char", "reasons"],
+        [
+            [
+                f["id"],
+                f["name"],
+                f["status"],
+                f"{f['duration_seconds']:.2f}" if f["duration_seconds"] else "",
+                f"{f['loss_per_char']:.2f}" if f["loss_per_char"] is not None else "",
+                ", ".join(r["code"] for r in f["reasons"]),
+            ]
+            for f in files
+        ],
+    )
+    print_record("Data set", report)
+
+
+@custom_app.command("remove-data")
+def remove_data(
+    model: Annotated[str, typer.Argument(help="The model's id.")],
+    file: Annotated[str, typer.Argument(help="The training pair's id.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Remove a training pair: its sealed audio and transcript are deleted, its record stays."""
+    from app.custom import data, service
+    from app.custom.schemas import DataFileRead
+    from app.kit.settings import get_settings
+    from app.samples.runtime import open_sample_store
+
+    with exit_on_error(), cli_session() as session:
+        row = service.get_visible_model(session, None, uuid.UUID(model))
+        record = data.get_file(session, row, uuid.UUID(file))
+        removed = data.remove_file(
+            session, open_sample_store(get_settings()), row, record, actor=CLI_ACTOR
+        )
+        out = DataFileRead.of(removed).model_dump(mode="json")
+    print_json(out) if json_output else print_record("Training pair removed", out)

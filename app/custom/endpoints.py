@@ -3,18 +3,33 @@ them; auditors read. Another reseller's model is a 404."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
-from app.custom import repository, service
-from app.custom.schemas import CustomModelCreate, CustomModelList, CustomModelRead
+from app.custom import data, repository, service
+from app.custom.schemas import (
+    CustomModelCreate,
+    CustomModelList,
+    CustomModelRead,
+    DataFileList,
+    DataFileRead,
+)
 from app.engine.endpoints import RegistryDep
+from app.engine.registry import LoadedModel, ModelRegistry
 from app.kit.auth import ResellerScope
 from app.kit.deps import ResellerOrStaff, SessionDep
 from app.kit.errors import BadRequest
+from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
+from app.kit.text import check_storable
+from app.samples.deps import StoreDep
+from app.tables.custom import CustomModel
+from asr.pairs import TranscriptScorer
 
 router = APIRouter(prefix="/v1/governance/custom-models", tags=["custom models"])
 
@@ -129,3 +144,161 @@ def archive_model(
     reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
     model = service.get_visible_model(session, reseller_id, model_id)
     return CustomModelRead.of(service.archive_model(session, model, actor=principal.actor))
+
+
+# --- training data --------------------------------------------------------------------------
+
+# One scorer per loaded base model (its Transcriber), dropped when the model is unloaded.
+_SCORERS: weakref.WeakKeyDictionary[LoadedModel, TranscriptScorer] = weakref.WeakKeyDictionary()
+_SCORERS_LOCK = threading.Lock()
+# The multipart body of one pair: the audio, the transcript and two short fields.
+PAIR_BODY_LIMIT = 64 * 1024 * 1024 + data.MAX_TRANSCRIPT_BYTES + 65536
+_PAIR_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["audio"],
+                    "properties": {
+                        "audio": {"type": "string", "format": "binary"},
+                        "transcript": {"type": "string"},
+                        "name": {"type": "string", "maxLength": 255},
+                        "speaker": {"type": "string", "maxLength": 128},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def scorer_for(registry: ModelRegistry, model: CustomModel) -> TranscriptScorer | None:
+    """The base model's scorer, or None when that base is no longer served (the transcript
+    is then not scored; every other check still runs)."""
+    loaded = registry.get(model.base_model_uuid)
+    if loaded is None:
+        return None
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(loaded)
+        if scorer is None:
+            scorer = _SCORERS[loaded] = TranscriptScorer(loaded.package)
+        return scorer
+
+
+@router.post(
+    "/{model_id}/data",
+    status_code=201,
+    response_model=DataFileRead,
+    summary="Upload one training pair (audio and transcript)",
+    description=(
+        "multipart/form-data: `audio` (WAV, MP3, FLAC or OGG), `transcript` (text; as a file "
+        "part it must be UTF-8), "
+        "optional `name` (default: the audio's file name) and `speaker`. The pair is checked "
+        "(decodes, length 0.5 to 30 s, duplicate audio, normalisable text, plausible speaking "
+        "rate, and the base model's CTC loss per character, which flags a likely wrong "
+        "transcript) and recorded as `accepted` or `rejected` with every reason. Audio that "
+        "decodes is kept sealed under the model's data key, rejected or not, so that the "
+        "owner can look at it and remove or replace it. "
+        + _ACCESS.format(scope="custom_models:write", roles="`admin`")
+    ),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        specific={408: "The body arrived too slowly"},
+    ),
+    openapi_extra=_PAIR_FORM,
+)
+async def upload_pair(
+    model_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    store: StoreDep,
+    registry: RegistryDep,
+) -> DataFileRead:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
+    data.check_open(model)
+    form = await read_multipart(request, PAIR_BODY_LIMIT, max_files=2, what="the pair")
+    try:
+        upload = form.get("audio")
+        audio = await form_field(form, "audio")
+        transcript = data.decode_transcript(await form_field(form, "transcript", required=False))
+        raw_name = await form_field(form, "name", required=False)
+        raw_speaker = await form_field(form, "speaker", required=False)
+    finally:
+        await form.close()
+    assert audio is not None
+    default_name = getattr(upload, "filename", None) or "audio"
+    name = raw_name.decode(errors="replace").strip() if raw_name else default_name
+    speaker = raw_speaker.decode(errors="replace").strip() if raw_speaker else None
+    for field, value in (("name", name), ("speaker", speaker)):
+        if value is not None:
+            check_storable(field, value)
+    record = await run_in_threadpool(
+        data.upload_pair,
+        session,
+        store,
+        model,
+        name=name,
+        audio=audio,
+        transcript=transcript,
+        speaker=speaker or None,
+        scorer=scorer_for(registry, model),
+        actor=principal.actor,
+    )
+    return DataFileRead.of(record)
+
+
+@router.get(
+    "/{model_id}/data",
+    response_model=DataFileList,
+    summary="The model's training data and its validation report",
+    description=(
+        "Every uploaded pair with its verdict, reasons and measures (oldest first; filter by "
+        "`status`: accepted, rejected or removed), and the data set's totals: hours accepted "
+        "and rejected, by reason. "
+        + _ACCESS.format(scope="custom_models:read", roles="`admin` or `auditor`")
+    ),
+    responses=error_responses(400, 401, 403, 404),
+)
+def list_data(
+    model_id: uuid.UUID,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    status: Annotated[str | None, Query(pattern="^(accepted|rejected|removed)$")] = None,
+) -> DataFileList:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_READ)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    files = [DataFileRead.of(f) for f in data.list_files(session, model, status=status)]
+    return DataFileList(files=files, report=data.data_report(session, model))
+
+
+@router.delete(
+    "/{model_id}/data/{file_id}",
+    response_model=DataFileRead,
+    summary="Remove a training pair",
+    description=(
+        "Deletes the pair's sealed audio and transcript; its record stays, `removed`. "
+        + _ACCESS.format(scope="custom_models:write", roles="`admin`")
+    ),
+    responses=error_responses(400, 401, 403, 404, 409),
+)
+def remove_data(
+    model_id: uuid.UUID,
+    file_id: uuid.UUID,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    store: StoreDep,
+) -> DataFileRead:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    record = data.get_file(session, model, file_id)
+    return DataFileRead.of(data.remove_file(session, store, model, record, actor=principal.actor))

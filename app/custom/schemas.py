@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.tables.custom import CustomModel
+from app.tables.custom import CustomDataFile, CustomModel
 
 
 class CustomModelCreate(BaseModel):
@@ -85,3 +86,63 @@ class CustomModelList(BaseModel):
     total: int
     page: int
     limit: int
+
+
+class ReasonRead(BaseModel):
+    code: str = Field(
+        description="undecodable, too_short, too_long, duplicate_audio, no_transcript, "
+        "not_normalisable, implausible_rate or transcript_mismatch"
+    )
+    message: str
+
+
+class DataFileRead(BaseModel):
+    id: uuid.UUID
+    model_id: uuid.UUID
+    name: str
+    speaker: str | None
+    status: str = Field(description="accepted, rejected or removed")
+    reasons: list[ReasonRead]
+    audio_format: str | None
+    duration_seconds: float | None
+    sample_rate: int | None
+    channels: int | None
+    snr_db: float | None
+    chars_per_second: float | None
+    loss_per_char: float | None = Field(
+        description="The base model's CTC loss per character of the transcript (high: likely "
+        "a wrong transcript); null when not scored"
+    )
+    audio_bytes: int
+    uploaded_by: str
+    created_at: dt.datetime
+    removed_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, record: CustomDataFile) -> DataFileRead:
+        return cls(
+            id=record.id,
+            model_id=record.model_id,
+            name=record.name,
+            speaker=record.speaker,
+            status=record.status,
+            reasons=[ReasonRead(**reason) for reason in record.reasons],
+            audio_format=record.audio_format,
+            duration_seconds=record.duration_seconds,
+            sample_rate=record.sample_rate,
+            channels=record.channels,
+            snr_db=record.snr_db,
+            chars_per_second=record.chars_per_second,
+            loss_per_char=record.loss_per_char,
+            audio_bytes=record.audio_bytes,
+            uploaded_by=record.uploaded_by,
+            created_at=record.created_at,
+            removed_at=record.removed_at,
+        )
+
+
+class DataFileList(BaseModel):
+    files: list[DataFileRead]
+    report: dict[str, Any] = Field(
+        description="files; accepted and rejected (files, hours); by_reason (files, hours)"
+    )

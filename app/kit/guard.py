@@ -67,7 +67,24 @@ class GuardRules:
     authenticated_prefix: str = "/v1/"
 
     def limit_for(self, method: str, path: str) -> int:
-        return self.limits.get((method, path), self.default_limit)
+        """The route's limit; a key may name a path template (``/models/{model_id}/data``),
+        whose ``{…}`` parts match one path segment each."""
+        exact = self.limits.get((method, path))
+        if exact is not None:
+            return exact
+        segments = path.split("/")
+        for (wanted_method, template), limit in self.limits.items():
+            if wanted_method == method and "{" in template and _matches(template, segments):
+                return limit
+        return self.default_limit
+
+
+def _matches(template: str, segments: list[str]) -> bool:
+    parts = template.split("/")
+    return len(parts) == len(segments) and all(
+        part == segment or (part.startswith("{") and part.endswith("}") and segment != "")
+        for part, segment in zip(parts, segments, strict=True)
+    )
 
 
 class RequestGuardMiddleware:

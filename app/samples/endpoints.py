@@ -9,12 +9,12 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.datastructures import FormData
 
 from app.kit.auth import Principal, Role, Scope
 from app.kit.deps import CurrentPrincipal, SessionDep, require_roles
-from app.kit.errors import BadRequest, Forbidden, UnsupportedMediaType
+from app.kit.errors import BadRequest, Forbidden
+from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
 from app.kit.text import check_storable
 from app.samples import repository, service
@@ -29,35 +29,9 @@ Labeler = Annotated[Principal, Depends(require_roles(Role.DATAOPS))]
 _ERRORS = error_responses(400, 401, 403, 404)
 
 
-class _InMemoryParser(MultiPartParser):
-    # Uploaded audio stays in memory (bounded by the size check before parsing): a spooled
-    # temporary file would put an opted-out request's audio on disk before it is refused.
-    spool_max_size = 1 << 62
-
-
 async def _read_multipart(request: Request, limit: int) -> FormData:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "multipart/form-data":
-        raise UnsupportedMediaType("Send the sample as multipart/form-data.")
     # The body's size is the request guard's to limit (app.main gives this route ``limit``).
-    parser = _InMemoryParser(
-        request.headers, request.stream(), max_files=2, max_fields=8, max_part_size=limit
-    )
-    try:
-        return await parser.parse()
-    except MultiPartException as exc:
-        raise BadRequest(f"Malformed multipart body: {exc.message}") from None
-
-
-async def _field(form: FormData, name: str, *, required: bool = True) -> bytes | None:
-    value = form.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"Missing multipart field '{name}'.")
-        return None
-    if isinstance(value, UploadFile):
-        return await value.read()
-    return value.encode()
+    return await read_multipart(request, limit, max_files=2, max_fields=8, what="the sample")
 
 
 # The route parses its multipart body itself (in memory, within the guard's limit): the form
@@ -115,8 +89,8 @@ async def create_sample(
 ) -> SampleRead:
     form = await _read_multipart(request, store.max_bytes + service.MAX_TRANSCRIPT_BYTES + 65536)
     try:
-        project_raw = await _field(form, "project_id")
-        request_id = (await _field(form, "request_id") or b"").decode(errors="replace").strip()
+        project_raw = await form_field(form, "project_id")
+        request_id = (await form_field(form, "request_id") or b"").decode(errors="replace").strip()
         assert project_raw is not None
         try:
             project_id = uuid.UUID(project_raw.decode(errors="replace").strip())
@@ -129,9 +103,9 @@ async def create_sample(
         entry = await run_in_threadpool(
             service.candidate_for, session, project_id=project_id, request_id=request_id
         )
-        audio = await _field(form, "audio")
-        transcript = await _field(form, "transcript")
-        raw_attributes = await _field(form, "attributes", required=False)
+        audio = await form_field(form, "audio")
+        transcript = await form_field(form, "transcript")
+        raw_attributes = await form_field(form, "attributes", required=False)
     finally:
         await form.close()
     attributes: dict[str, Any] = {}

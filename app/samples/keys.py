@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.kit.crypto import KeyProvider, WrappedKey, new_data_key
 from app.kit.db import utcnow
 from app.kit.errors import Conflict, NotFound
+from app.tables.custom import CustomModel
 from app.tables.datasets import TrainingSet
 from app.tables.samples import DataKey
 
@@ -187,12 +188,15 @@ def keys_to_rewrap(session: Session, provider: KeyProvider) -> int:
     report_keys = session.scalar(
         select(func.count()).select_from(TrainingSet).where(_report_key_to_rewrap(current))
     )
-    return (data_keys or 0) + (report_keys or 0)
+    model_keys = session.scalar(
+        select(func.count()).select_from(CustomModel).where(_model_key_to_rewrap(current))
+    )
+    return (data_keys or 0) + (report_keys or 0) + (model_keys or 0)
 
 
 def rewrap_batch(session: Session, provider: KeyProvider, *, limit: int = 100) -> int:
-    """Re-wrap up to ``limit`` keys (data keys, then training sets' report keys) under the
-    current KEK version; returns how many.
+    """Re-wrap up to ``limit`` keys (data keys, then training sets' report keys, then custom
+    models' data keys) under the current KEK version; returns how many.
 
     Objects are untouched: only the small wrapped keys change. Idempotent and resumable —
     a key already under the current version is never selected again.
@@ -200,6 +204,8 @@ def rewrap_batch(session: Session, provider: KeyProvider, *, limit: int = 100) -
     done = _rewrap_data_keys(session, provider, limit=limit)
     if done < limit:
         done += _rewrap_report_keys(session, provider, limit=limit - done)
+    if done < limit:
+        done += _rewrap_model_keys(session, provider, limit=limit - done)
     return done
 
 
@@ -246,6 +252,58 @@ def _rewrap_report_keys(session: Session, provider: KeyProvider, *, limit: int) 
         row.report_key_wrapped = wrapped.ciphertext
     session.flush()
     return len(rows)
+
+
+def _model_key_to_rewrap(current: str) -> ColumnElement[bool]:
+    return and_(
+        CustomModel.data_key_wrapped.is_not(None),
+        or_(CustomModel.data_kek_version.is_(None), CustomModel.data_kek_version != current),
+    )
+
+
+def _rewrap_model_keys(session: Session, provider: KeyProvider, *, limit: int) -> int:
+    rows = session.scalars(
+        select(CustomModel)
+        .where(_model_key_to_rewrap(provider.current_version()))
+        .order_by(CustomModel.id)
+        .limit(limit)
+    ).all()
+    for row in rows:
+        context = model_key_context(row.id)
+        wrapped = provider.wrap(
+            provider.unwrap(_wrapped_model_key(row), context=context), context=context
+        )
+        row.data_kek_version = wrapped.kek_version
+        row.data_key_wrapped = wrapped.ciphertext
+    session.flush()
+    return len(rows)
+
+
+# --- data keys of custom models (their training data) ---------------------------------------
+
+
+def model_key_context(model_id: uuid.UUID) -> dict[str, str]:
+    # Neither an organization's nor a training set's context: keys cannot be swapped.
+    return {"custom_model": str(model_id), "key": "training-data"}
+
+
+def custom_model_key(model: CustomModel, provider: KeyProvider, cache: UnwrappedKeyCache) -> bytes:
+    """The model's data key, created (and wrapped on the row) on first use."""
+    if model.data_key_wrapped is None:
+        key = new_data_key()
+        wrapped = provider.wrap(key, context=model_key_context(model.id))
+        model.data_key_wrapped = wrapped.ciphertext
+        model.data_kek_version = wrapped.kek_version
+        return key
+    return cache.unwrap(
+        model.id, _wrapped_model_key(model), provider, context=model_key_context(model.id)
+    )
+
+
+def _wrapped_model_key(model: CustomModel) -> WrappedKey:
+    if model.data_key_wrapped is None or model.data_kek_version is None:
+        raise DataKeyDestroyed(f"Custom model {model.id} has no data key.")
+    return WrappedKey(model.data_kek_version, model.data_key_wrapped)
 
 
 # --- report keys of training sets -----------------------------------------------------------

@@ -1,7 +1,7 @@
 """ORM tables, one module per domain. Importing this package registers them all on ``Base``."""
 
 from app.tables.audit import AuditEntry
-from app.tables.custom import CustomModel
+from app.tables.custom import CustomDataFile, CustomModel
 from app.tables.datasets import TrainingSet, TrainingSetSample
 from app.tables.erasure import ErasureRequest
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -15,6 +15,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "BillingPeriod",
+    "CustomDataFile",
     "CustomModel",
     "DataKey",
     "ErasureRequest",

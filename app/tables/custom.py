@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db import Base, UTCDateTime, utcnow
@@ -51,3 +62,48 @@ class CustomModel(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
     archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The model's data key (its training data is sealed under it), wrapped by the KEK.
+    data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data_kek_version: Mapped[str | None] = mapped_column(String(256))
+
+
+CUSTOM_DATA_STATUSES = ("accepted", "rejected", "removed")
+
+
+class CustomDataFile(Base):
+    """One uploaded (audio, transcript) pair of a custom model, with its validation.
+
+    The audio and the transcript are sealed under the model's data key; a pair whose audio
+    does not decode keeps its record (the reasons) and no object.
+    """
+
+    __tablename__ = "custom_data_files"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in CUSTOM_DATA_STATUSES)),
+            name="status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_models.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    speaker: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    audio_format: Mapped[str | None] = mapped_column(String(16))
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    snr_db: Mapped[float | None] = mapped_column(Float)
+    chars_per_second: Mapped[float | None] = mapped_column(Float)
+    loss_per_char: Mapped[float | None] = mapped_column(Float)
+    audio_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    audio_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    audio_blob_key: Mapped[str | None] = mapped_column(String(512))
+    transcript_blob_key: Mapped[str | None] = mapped_column(String(512))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

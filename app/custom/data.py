@@ -1,0 +1,278 @@
+"""A custom model's training data: (audio, transcript) pairs, validated, sealed, removable.
+
+Each upload is checked by :mod:`asr.pairs` (decodes, length, duplicates within the model,
+normalisable text, speaking rate, and the base model's CTC loss per character to flag a likely
+wrong transcript) and recorded with its verdict. A pair whose audio decodes is sealed under the
+model's data key (AES-256-GCM segments, :mod:`app.kit.crypto`), the audio and the transcript
+each bound to the model, the file and its kind; nothing is written in the clear, not even a
+temporary file. The data is the customer's own: it never enters the MIP sample catalog, is
+never sampled and never trains the base model.
+
+    record = upload_pair(session, store, model, name="call-01.wav", audio=wav,
+                         transcript="please call stella", speaker=None, scorer=scorer,
+                         actor=principal.actor)
+    record.status, record.reasons   # "rejected", [{"code": "transcript_mismatch", ...}]
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit.service import record_event
+from app.kit.crypto import decrypt_stream, encrypt_stream
+from app.kit.db import utcnow
+from app.kit.errors import BadRequest, Conflict, NotFound
+from app.samples.keys import custom_model_key
+from app.samples.runtime import SampleStore
+from app.tables.custom import CustomDataFile, CustomModel
+from asr.pairs import PairReport, TranscriptScorer, check_pair
+
+# Statuses in which the data set may change (the confirmed set is frozen by a later step).
+OPEN_FOR_DATA = frozenset({"collecting", "validating", "ready_to_train", "failed", "published"})
+MAX_TRANSCRIPT_BYTES = 64 * 1024
+MAX_NAME = 255
+
+
+class DataNotAccepted(Conflict):
+    pass
+
+
+class DataFileNotFound(NotFound):
+    def __init__(self, file_id: object) -> None:
+        super().__init__(f"Training file {file_id} not found.")
+
+
+def _context(model: CustomModel, file_id: uuid.UUID, kind: str) -> dict[str, str]:
+    return {"custom_model": str(model.id), "file": str(file_id), "kind": kind}
+
+
+def _blob_key(model: CustomModel, file_id: uuid.UUID, kind: str) -> str:
+    return f"custom/{model.reseller_id}/{model.id}/{file_id}.{kind}"
+
+
+def check_open(model: CustomModel) -> None:
+    if model.status not in OPEN_FOR_DATA:
+        raise DataNotAccepted(
+            f"Custom model {model.name} is {model.status}: it takes no training data now."
+        )
+
+
+def decode_transcript(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    if len(raw) > MAX_TRANSCRIPT_BYTES:
+        raise BadRequest(f"A transcript is at most {MAX_TRANSCRIPT_BYTES} bytes.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The transcript is not UTF-8 text.") from None
+
+
+def accepted_hashes(session: Session, model_id: uuid.UUID) -> frozenset[str]:
+    stmt = select(CustomDataFile.audio_sha256).where(
+        CustomDataFile.model_id == model_id,
+        CustomDataFile.status == "accepted",
+        CustomDataFile.audio_sha256.is_not(None),
+    )
+    return frozenset(digest for digest in session.scalars(stmt) if digest)
+
+
+def upload_pair(
+    session: Session,
+    store: SampleStore,
+    model: CustomModel,
+    *,
+    name: str,
+    audio: bytes,
+    transcript: str | None,
+    speaker: str | None,
+    scorer: TranscriptScorer | None,
+    actor: str,
+) -> CustomDataFile:
+    """Validate one pair, seal it if its audio decodes, record the verdict (audited)."""
+    check_open(model)
+    if not name or len(name) > MAX_NAME:
+        raise BadRequest(f"A file name is 1 to {MAX_NAME} characters.")
+    if speaker is not None and not 0 < len(speaker) <= 128:
+        raise BadRequest("A speaker id is 1 to 128 characters.")
+    # One writer of the model's key and of its duplicate set at a time.
+    session.refresh(model, with_for_update=True)
+    report = check_pair(
+        audio, transcript, scorer=scorer, seen_hashes=accepted_hashes(session, model.id)
+    )
+    file_id = uuid.uuid4()
+    record = CustomDataFile(
+        id=file_id,
+        model_id=model.id,
+        name=name,
+        speaker=speaker,
+        uploaded_by=actor,
+        audio_bytes=len(audio),
+        **_measures(report),
+    )
+    if report.audio_sha256 is not None:  # the audio decoded: it is kept, sealed
+        key = custom_model_key(model, store.keys, store.cache)
+        record.audio_blob_key = _blob_key(model, file_id, "audio")
+        record.transcript_blob_key = _blob_key(model, file_id, "transcript")
+        store.blobs.put(
+            record.audio_blob_key,
+            encrypt_stream(
+                [audio], key=key, key_version=1, context=_context(model, file_id, "audio")
+            ),
+        )
+        store.blobs.put(
+            record.transcript_blob_key,
+            encrypt_stream(
+                [(transcript or "").encode()],
+                key=key,
+                key_version=1,
+                context=_context(model, file_id, "transcript"),
+            ),
+        )
+    session.add(record)
+    model.updated_at = utcnow()
+    try:
+        session.flush()
+    except BaseException:
+        _delete_objects(store, record)
+        raise
+    record_event(
+        session,
+        actor=actor,
+        action="custom_data.uploaded",
+        target_type="custom_model",
+        target_id=str(model.id),
+        details={
+            "file_id": str(file_id),
+            "name": name,
+            "status": record.status,
+            "reasons": [reason["code"] for reason in record.reasons],
+            "seconds": record.duration_seconds,
+        },
+    )
+    return record
+
+
+def _measures(report: PairReport) -> dict[str, Any]:
+    return {
+        "status": "accepted" if report.accepted else "rejected",
+        "reasons": [{"code": r.code.value, "message": r.message} for r in report.reasons],
+        "audio_format": report.format,
+        "duration_seconds": report.duration,
+        "sample_rate": report.sample_rate,
+        "channels": report.channels,
+        "snr_db": report.snr_db,
+        "chars_per_second": report.chars_per_second,
+        "loss_per_char": report.ctc_loss_per_char,
+        "audio_sha256": report.audio_sha256,
+    }
+
+
+def list_files(
+    session: Session, model: CustomModel, *, status: str | None = None
+) -> Sequence[CustomDataFile]:
+    stmt = select(CustomDataFile).where(CustomDataFile.model_id == model.id)
+    if status is not None:
+        stmt = stmt.where(CustomDataFile.status == status)
+    return session.scalars(stmt.order_by(CustomDataFile.created_at, CustomDataFile.id)).all()
+
+
+def get_file(session: Session, model: CustomModel, file_id: uuid.UUID) -> CustomDataFile:
+    record = session.get(CustomDataFile, file_id)
+    if record is None or record.model_id != model.id:
+        raise DataFileNotFound(file_id)
+    return record
+
+
+def remove_file(
+    session: Session, store: SampleStore, model: CustomModel, record: CustomDataFile, *, actor: str
+) -> CustomDataFile:
+    """Delete the sealed objects; the record stays, ``removed`` (the report shows it went)."""
+    check_open(model)
+    if record.status == "removed":
+        raise DataNotAccepted(f"Training file {record.id} is already removed.")
+    _delete_objects(store, record)
+    before = record.status
+    record.status = "removed"
+    record.removed_at = model.updated_at = utcnow()
+    record.audio_blob_key = record.transcript_blob_key = None
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="custom_data.removed",
+        target_type="custom_model",
+        target_id=str(model.id),
+        details={"file_id": str(record.id), "name": record.name, "before": before},
+    )
+    return record
+
+
+def read_transcript(store: SampleStore, model: CustomModel, record: CustomDataFile) -> str:
+    if record.transcript_blob_key is None:
+        raise DataFileNotFound(record.id)
+    key = custom_model_key(model, store.keys, store.cache)
+    plain = b"".join(
+        decrypt_stream(
+            store.blobs.get(record.transcript_blob_key),
+            key_for=lambda _version: key,
+            context=_context(model, record.id, "transcript"),
+        )
+    )
+    return plain.decode()
+
+
+def data_report(session: Session, model: CustomModel) -> dict[str, Any]:
+    """The model's whole data set: hours accepted and rejected, by reason (removed files are
+    left out)."""
+    files = [f for f in list_files(session, model) if f.status != "removed"]
+    seconds = {
+        "accepted": sum(f.duration_seconds or 0.0 for f in files if f.status == "accepted"),
+        "rejected": sum(f.duration_seconds or 0.0 for f in files if f.status == "rejected"),
+    }
+    by_reason: dict[str, dict[str, float]] = {}
+    for record in files:
+        for reason in record.reasons:
+            entry = by_reason.setdefault(reason["code"], {"files": 0, "hours": 0.0})
+            entry["files"] += 1
+            entry["hours"] += (record.duration_seconds or 0.0) / 3600
+    return {
+        "files": len(files),
+        "accepted": {
+            "files": sum(1 for f in files if f.status == "accepted"),
+            "hours": round(seconds["accepted"] / 3600, 6),
+        },
+        "rejected": {
+            "files": sum(1 for f in files if f.status == "rejected"),
+            "hours": round(seconds["rejected"] / 3600, 6),
+        },
+        "by_reason": {
+            code: {"files": int(v["files"]), "hours": round(v["hours"], 6)}
+            for code, v in sorted(by_reason.items())
+        },
+    }
+
+
+def _delete_objects(store: SampleStore, record: CustomDataFile) -> None:
+    for key in (record.audio_blob_key, record.transcript_blob_key):
+        if key is not None:
+            store.blobs.delete(key)
+
+
+__all__ = [
+    "DataFileNotFound",
+    "DataNotAccepted",
+    "check_open",
+    "data_report",
+    "decode_transcript",
+    "get_file",
+    "list_files",
+    "read_transcript",
+    "remove_file",
+    "upload_pair",
+]
