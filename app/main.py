@@ -67,6 +67,10 @@ def guard_rules(settings: Settings) -> GuardRules:
             ),
             ("POST", "/v1/governance/ledger/events"): LEDGER_MAX_BODY_BYTES,
             ("POST", "/v1/governance/custom-models/{model_id}/data"): CUSTOM_PAIR_BODY_LIMIT,
+            (
+                "POST",
+                "/v1/governance/custom-models/{model_id}/data/archive",
+            ): settings.custom_max_archive_bytes,
             ("POST", "/v1/governance/billing/reconciliations"): MAX_INVOICE_BYTES,
         },
         idle_seconds=settings.body_idle_seconds,

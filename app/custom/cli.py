@@ -239,3 +239,61 @@ def remove_data(
         )
         out = DataFileRead.of(removed).model_dump(mode="json")
     print_json(out) if json_output else print_record("Training pair removed", out)
+
+
+@custom_app.command("upload-archive")
+def upload_archive(
+    model: Annotated[str, typer.Argument(help="The model's id.")],
+    archive: Annotated[Path, typer.Argument(help="A zip, tar or tar.gz of pairs.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Upload an archive of training pairs (audio beside its .txt, or a manifest.csv/.jsonl
+    with speakers): each pair checked and kept, each unusable entry reported."""
+    from app.custom import data, service
+    from app.custom.schemas import DataFileRead
+    from app.engine.registry import open_model_registry
+    from app.kit.settings import get_settings
+    from app.samples.runtime import open_sample_store
+    from asr.pairs import TranscriptScorer
+
+    settings = get_settings()
+    with exit_on_error():
+        content = archive.read_bytes()
+        if len(content) > settings.custom_max_archive_bytes:
+            raise typer.BadParameter(
+                f"{archive} is over MIP_CUSTOM_MAX_ARCHIVE_BYTES "
+                f"({settings.custom_max_archive_bytes} bytes)."
+            )
+        with cli_session() as session:
+            row = service.get_visible_model(session, None, uuid.UUID(model))
+            data.check_open(row)
+            registry = open_model_registry(settings)
+            registry.scan()
+            base = registry.get(row.base_model_uuid)
+            result = data.upload_archive(
+                session,
+                open_sample_store(settings),
+                row,
+                content,
+                scorer=TranscriptScorer(base.package) if base else None,
+                actor=CLI_ACTOR,
+            )
+            files = [DataFileRead.of(r).model_dump(mode="json") for r in result.files]
+            report = data.data_report(session, row)
+    if json_output:
+        out = {
+            "format": result.format,
+            "mode": result.mode,
+            "files": files,
+            "problems": result.problems,
+            "report": report,
+        }
+        print_json(out)
+        return
+    accepted = sum(1 for f in files if f["status"] == "accepted")
+    print_table(
+        f"{archive.name}: {len(files)} pairs, {accepted} accepted",
+        ["name", "status", "reasons"],
+        [[f["name"], f["status"], ", ".join(r["code"] for r in f["reasons"])] for f in files]
+        + [[p["name"], "not used", p["code"]] for p in result.problems],
+    )

@@ -16,8 +16,10 @@ never sampled and never trains the base model.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -26,11 +28,18 @@ from sqlalchemy.orm import Session
 from app.audit.service import record_event
 from app.kit.crypto import decrypt_stream, encrypt_stream
 from app.kit.db import utcnow
-from app.kit.errors import BadRequest, Conflict, NotFound
+from app.kit.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from app.kit.text import check_storable
 from app.samples.keys import custom_model_key
 from app.samples.runtime import SampleStore
 from app.tables.custom import CustomDataFile, CustomModel
 from asr.pairs import PairReport, TranscriptScorer, check_pair
+from curation.archives import (
+    ArchiveError,
+    ArchiveLimits,
+    ArchiveTooLarge,
+    open_training_archive,
+)
 
 # Statuses in which the data set may change (the confirmed set is frozen by a later step).
 OPEN_FOR_DATA = frozenset({"collecting", "validating", "ready_to_train", "failed", "published"})
@@ -39,6 +48,10 @@ MAX_NAME = 255
 
 
 class DataNotAccepted(Conflict):
+    pass
+
+
+class ArchiveRefusedTooLarge(PayloadTooLarge):
     pass
 
 
@@ -96,15 +109,162 @@ def upload_pair(
 ) -> CustomDataFile:
     """Validate one pair, seal it if its audio decodes, record the verdict (audited)."""
     check_open(model)
+    # One writer of the model's key and of its duplicate set at a time.
+    session.refresh(model, with_for_update=True)
+    record = _add_pair(
+        session,
+        store,
+        model,
+        name=name,
+        audio=audio,
+        transcript=transcript,
+        speaker=speaker,
+        scorer=scorer,
+        actor=actor,
+        seen=set(accepted_hashes(session, model.id)),
+    )
+    try:
+        session.flush()
+    except BaseException:
+        _delete_objects(store, record)
+        raise
+    record_event(
+        session,
+        actor=actor,
+        action="custom_data.uploaded",
+        target_type="custom_model",
+        target_id=str(model.id),
+        details={
+            "file_id": str(record.id),
+            "name": name,
+            "status": record.status,
+            "reasons": [reason["code"] for reason in record.reasons],
+            "seconds": record.duration_seconds,
+        },
+    )
+    return record
+
+
+@dataclass
+class ArchiveUpload:
+    files: list[CustomDataFile]
+    problems: list[dict[str, Any]]
+    format: str
+    mode: str
+
+
+def upload_archive(
+    session: Session,
+    store: SampleStore,
+    model: CustomModel,
+    archive: bytes,
+    *,
+    scorer: TranscriptScorer | None,
+    actor: str,
+    limits: ArchiveLimits | None = None,
+) -> ArchiveUpload:
+    """Every pair of a zip, tar or tar.gz, each checked and sealed as :func:`upload_pair`
+    does; the entries that cannot be used are reported, the rest accepted. An archive that
+    cannot be read safely is refused whole (400 or 413) before anything is written, and a
+    failure half-way deletes the objects written so far (the records roll back with the
+    transaction). One audit entry for the archive."""
+    check_open(model)
+    session.refresh(model, with_for_update=True)
+    seen = set(accepted_hashes(session, model.id))
+    records: list[CustomDataFile] = []
+    try:
+        with open_training_archive(io.BytesIO(archive), limits=limits or ArchiveLimits()) as opened:
+            problems: list[dict[str, Any]] = [
+                {"name": p.name, "code": p.code, "message": p.message, "line": p.line}
+                for p in opened.problems
+            ]
+            for pair in opened.pairs():
+                try:
+                    records.append(
+                        _add_pair(
+                            session,
+                            store,
+                            model,
+                            name=pair.name[-MAX_NAME:],
+                            audio=pair.audio,
+                            transcript=pair.transcript,
+                            speaker=(pair.speaker or None) and pair.speaker[:128],
+                            scorer=scorer,
+                            actor=actor,
+                            seen=seen,
+                        )
+                    )
+                except BadRequest as refused:  # text PostgreSQL cannot store (NUL), say
+                    problems.append(
+                        {
+                            "name": pair.name,
+                            "code": "unstorable_text",
+                            "message": refused.message,
+                            "line": None,
+                        }
+                    )
+            fmt, mode = opened.format, opened.mode
+        session.flush()
+    except ArchiveTooLarge as error:
+        _delete_all(store, records)
+        raise ArchiveRefusedTooLarge(f"The archive is refused: {error}") from None
+    except ArchiveError as error:
+        _delete_all(store, records)
+        raise BadRequest(f"The archive is refused ({error.code}): {error}") from None
+    except BaseException:
+        _delete_all(store, records)
+        raise
+    accepted = sum(1 for r in records if r.status == "accepted")
+    record_event(
+        session,
+        actor=actor,
+        action="custom_data.archive_uploaded",
+        target_type="custom_model",
+        target_id=str(model.id),
+        details={
+            "format": fmt,
+            "mode": mode,
+            "files": len(records),
+            "accepted": accepted,
+            "rejected": len(records) - accepted,
+            "problems": len(problems),
+            "seconds": round(sum(r.duration_seconds or 0.0 for r in records), 3),
+        },
+    )
+    return ArchiveUpload(records, problems, fmt, mode)
+
+
+def _delete_all(store: SampleStore, records: list[CustomDataFile]) -> None:
+    for record in records:
+        _delete_objects(store, record)
+
+
+def _add_pair(
+    session: Session,
+    store: SampleStore,
+    model: CustomModel,
+    *,
+    name: str,
+    audio: bytes,
+    transcript: str | None,
+    speaker: str | None,
+    scorer: TranscriptScorer | None,
+    actor: str,
+    seen: set[str],
+) -> CustomDataFile:
+    """Check one pair against ``seen`` (accepted audio hashes, updated), seal it, add it."""
     if not name or len(name) > MAX_NAME:
         raise BadRequest(f"A file name is 1 to {MAX_NAME} characters.")
     if speaker is not None and not 0 < len(speaker) <= 128:
         raise BadRequest("A speaker id is 1 to 128 characters.")
-    # One writer of the model's key and of its duplicate set at a time.
-    session.refresh(model, with_for_update=True)
-    report = check_pair(
-        audio, transcript, scorer=scorer, seen_hashes=accepted_hashes(session, model.id)
-    )
+    check_storable("name", name)
+    if speaker is not None:
+        check_storable("speaker", speaker)
+    if transcript is not None:
+        check_storable("transcript", transcript)
+    report = check_pair(audio, transcript, scorer=scorer, seen_hashes=frozenset(seen))
+    if report.accepted and report.audio_sha256 is not None:
+        seen.add(report.audio_sha256)
     file_id = uuid.uuid4()
     record = CustomDataFile(
         id=file_id,
@@ -136,25 +296,6 @@ def upload_pair(
         )
     session.add(record)
     model.updated_at = utcnow()
-    try:
-        session.flush()
-    except BaseException:
-        _delete_objects(store, record)
-        raise
-    record_event(
-        session,
-        actor=actor,
-        action="custom_data.uploaded",
-        target_type="custom_model",
-        target_id=str(model.id),
-        details={
-            "file_id": str(file_id),
-            "name": name,
-            "status": record.status,
-            "reasons": [reason["code"] for reason in record.reasons],
-            "seconds": record.duration_seconds,
-        },
-    )
     return record
 
 
@@ -274,5 +415,6 @@ __all__ = [
     "list_files",
     "read_transcript",
     "remove_file",
+    "upload_archive",
     "upload_pair",
 ]

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.custom import data, repository, service
 from app.custom.schemas import (
+    ArchiveUploadRead,
     CustomModelCreate,
     CustomModelList,
     CustomModelRead,
@@ -22,8 +23,8 @@ from app.custom.schemas import (
 from app.engine.endpoints import RegistryDep
 from app.engine.registry import LoadedModel, ModelRegistry
 from app.kit.auth import ResellerScope
-from app.kit.deps import ResellerOrStaff, SessionDep
-from app.kit.errors import BadRequest
+from app.kit.deps import ResellerOrStaff, SessionDep, SettingsDep
+from app.kit.errors import BadRequest, UnsupportedMediaType
 from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
 from app.kit.text import check_storable
@@ -255,6 +256,88 @@ async def upload_pair(
         actor=principal.actor,
     )
     return DataFileRead.of(record)
+
+
+ARCHIVE_MEDIA_TYPES = frozenset(
+    {
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/x-tar",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-gtar",
+        "application/octet-stream",
+    }
+)
+
+
+@router.post(
+    "/{model_id}/data/archive",
+    status_code=201,
+    response_model=ArchiveUploadRead,
+    summary="Upload an archive of training pairs",
+    description=(
+        "The body is a zip, tar or tar.gz (`Content-Type: application/zip`, "
+        "`application/x-tar`, `application/gzip` or `application/octet-stream`), at most "
+        "`MIP_CUSTOM_MAX_ARCHIVE_BYTES`. An audio file (.wav, .mp3, .flac) pairs with the "
+        "`.txt` of the same name beside it, or with a row of a root `manifest.csv` or "
+        "`manifest.jsonl` (`audio`, `transcript` or `transcript_file`, optional `speaker`). "
+        "Each pair is checked and kept as a single upload is; every entry that cannot be used "
+        "is listed in `problems` (unsafe path, link, audio without transcript and the reverse, "
+        "bad manifest row, text that is not UTF-8, an entry too large), and the rest is "
+        "accepted. An archive that cannot be read safely (not an archive, damaged, too many "
+        "entries, expanding too far) is refused whole, nothing written. "
+        + _ACCESS.format(scope="custom_models:write", roles="`admin`")
+    ),
+    responses=error_responses(
+        400, 401, 403, 404, 409, 413, 415, specific={408: "The body arrived too slowly"}
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in sorted(ARCHIVE_MEDIA_TYPES)
+            },
+        }
+    },
+)
+async def upload_archive(
+    model_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    store: StoreDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> ArchiveUploadRead:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ARCHIVE_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "Send the archive as application/zip, application/x-tar or application/gzip."
+        )
+    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
+    data.check_open(model)
+    body = await request.body()  # within the guard's limit for this route
+    if not body:
+        raise BadRequest("The archive is empty.")
+    result = await run_in_threadpool(
+        data.upload_archive,
+        session,
+        store,
+        model,
+        body,
+        scorer=scorer_for(registry, model),
+        actor=principal.actor,
+    )
+    return ArchiveUploadRead(
+        format=result.format,
+        mode=result.mode,
+        files=[DataFileRead.of(record) for record in result.files],
+        problems=result.problems,
+        report=await run_in_threadpool(data.data_report, session, model),
+    )
 
 
 @router.get(

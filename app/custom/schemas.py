@@ -146,3 +146,22 @@ class DataFileList(BaseModel):
     report: dict[str, Any] = Field(
         description="files; accepted and rejected (files, hours); by_reason (files, hours)"
     )
+
+
+class ArchiveProblemRead(BaseModel):
+    name: str = Field(description="The entry's name in the archive")
+    code: str = Field(
+        description="unsafe_path, link, audio_without_transcript, transcript_without_audio, "
+        "unsupported_file, duplicate_name, bad_manifest_row, not_utf8, entry_too_large, "
+        "unreadable_entry or unstorable_text"
+    )
+    message: str
+    line: int | None = Field(description="The manifest line, for a bad row")
+
+
+class ArchiveUploadRead(BaseModel):
+    format: str = Field(description="zip, tar or tar.gz")
+    mode: str = Field(description="names (audio beside its .txt) or manifest")
+    files: list[DataFileRead] = Field(description="Every pair taken, accepted or rejected")
+    problems: list[ArchiveProblemRead] = Field(description="Every entry that was not used")
+    report: dict[str, Any] = Field(description="The model's whole data set after this upload")

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         "wrapped by the key provider; default data_dir/keys/signing.json",
     )
     max_sample_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    custom_max_archive_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="the largest training-data archive a custom model takes in one request",
+    )
     max_sample_seconds: float = Field(default=3600.0, gt=0)
     worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     worker_seal_check_interval_seconds: float = Field(
