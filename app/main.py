@@ -71,6 +71,10 @@ def guard_rules(settings: Settings) -> GuardRules:
                 "POST",
                 "/v1/governance/custom-models/{model_id}/data/archive",
             ): settings.custom_max_archive_bytes,
+            (
+                "PATCH",
+                "/v1/governance/custom-models/{model_id}/uploads/{upload_id}",
+            ): settings.custom_max_archive_bytes,
             ("POST", "/v1/governance/billing/reconciliations"): MAX_INVOICE_BYTES,
         },
         idle_seconds=settings.body_idle_seconds,

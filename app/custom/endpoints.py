@@ -8,10 +8,11 @@ import uuid
 import weakref
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from app.custom import data, repository, service
+from app.custom import data, repository, service, uploads
 from app.custom.schemas import (
     ArchiveUploadRead,
     CustomModelCreate,
@@ -19,17 +20,18 @@ from app.custom.schemas import (
     CustomModelRead,
     DataFileList,
     DataFileRead,
+    UploadRead,
 )
 from app.engine.endpoints import RegistryDep
 from app.engine.registry import LoadedModel, ModelRegistry
 from app.kit.auth import ResellerScope
 from app.kit.deps import ResellerOrStaff, SessionDep, SettingsDep
-from app.kit.errors import BadRequest, UnsupportedMediaType
+from app.kit.errors import BadRequest, MIPError, UnsupportedMediaType
 from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
-from app.kit.text import check_storable
+from app.kit.text import ascii_number, check_storable
 from app.samples.deps import StoreDep
-from app.tables.custom import CustomModel
+from app.tables.custom import CustomModel, CustomUpload
 from asr.pairs import TranscriptScorer
 
 router = APIRouter(prefix="/v1/governance/custom-models", tags=["custom models"])
@@ -385,3 +387,257 @@ def remove_data(
     model = service.get_visible_model(session, reseller_id, model_id)
     record = data.get_file(session, model, file_id)
     return DataFileRead.of(data.remove_file(session, store, model, record, actor=principal.actor))
+
+
+# --- resumable uploads (tus 1.0) ------------------------------------------------------------
+
+
+class TusVersionUnsupported(MIPError):
+    status_code = 412
+    err_code = "PRECONDITION_FAILED"
+
+
+_TUS = {"Tus-Resumable": uploads.TUS_VERSION}
+_TUS_HEADER = Header(alias="Tus-Resumable", description="The tus protocol version; must be 1.0.0")
+
+
+def _tus_version(value: str | None) -> None:
+    if value != uploads.TUS_VERSION:
+        raise TusVersionUnsupported(
+            f"This server speaks tus {uploads.TUS_VERSION}: send 'Tus-Resumable: "
+            f"{uploads.TUS_VERSION}'."
+        )
+
+
+def _number(name: str, value: str | None) -> int:
+    number = ascii_number((value or "").strip())
+    if number is None:
+        raise BadRequest(f"{name} must be a whole number of bytes.")
+    return number
+
+
+def _upload_read(upload: CustomUpload) -> UploadRead:
+    return UploadRead(
+        id=upload.id,
+        model_id=upload.model_id,
+        status=upload.status,
+        upload_length=upload.upload_length,
+        upload_offset=upload.upload_offset,
+        metadata=upload.upload_metadata,
+        result=upload.result,
+        created_by=upload.created_by,
+        created_at=upload.created_at,
+        updated_at=upload.updated_at,
+    )
+
+
+@router.options(
+    "/{model_id}/uploads",
+    status_code=204,
+    summary="tus: what this server supports",
+    description="tus 1.0 discovery: `Tus-Version`, `Tus-Extension` (creation, termination, "
+    "checksum), `Tus-Max-Size`, `Tus-Checksum-Algorithm`.",
+    responses=error_responses(400, 401, 403, 404),
+)
+def tus_options(
+    model_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff, settings: SettingsDep
+) -> Response:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    service.get_visible_model(session, reseller_id, model_id)
+    return Response(
+        status_code=204,
+        headers={
+            **_TUS,
+            "Tus-Version": uploads.TUS_VERSION,
+            "Tus-Extension": uploads.TUS_EXTENSIONS,
+            "Tus-Max-Size": str(settings.custom_max_archive_bytes),
+            "Tus-Checksum-Algorithm": ",".join(uploads.CHECKSUM_ALGORITHMS),
+        },
+    )
+
+
+@router.post(
+    "/{model_id}/uploads",
+    status_code=201,
+    summary="tus: create a resumable upload of a training archive",
+    description=(
+        "tus 1.0 creation: `Upload-Length` (bytes, at most `MIP_CUSTOM_MAX_ARCHIVE_BYTES`) and "
+        "optional `Upload-Metadata`. The answer's `Location` is the upload's URL: send the "
+        "archive there in PATCHes (`Content-Type: application/offset+octet-stream`, "
+        "`Upload-Offset`, optional `Upload-Checksum: sha1|sha256 <base64>`); after a cut "
+        "connection HEAD tells the offset to resume from. Each PATCH is stored sealed or not at "
+        "all. When the last byte arrives the archive is read as `…/data/archive` does; "
+        "`GET …/uploads/{upload_id}` gives the outcome. Works with tus clients such as tuspy. "
+        + _ACCESS.format(scope="custom_models:write", roles="`admin`")
+    ),
+    responses=error_responses(
+        400, 401, 403, 404, 409, 413, specific={412: "Tus-Resumable is not 1.0.0"}
+    ),
+)
+def tus_create(
+    model_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    settings: SettingsDep,
+    upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
+    upload_metadata: Annotated[str | None, Header(alias="Upload-Metadata")] = None,
+    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
+) -> Response:
+    _tus_version(tus_resumable)
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    metadata = uploads.parse_metadata(upload_metadata)
+    for key, value in metadata.items():
+        check_storable("Upload-Metadata", f"{key}{value}")
+    upload = uploads.create_upload(
+        session,
+        model,
+        length=_number("Upload-Length", upload_length),
+        max_length=settings.custom_max_archive_bytes,
+        metadata=metadata,
+        actor=principal.actor,
+    )
+    location = str(request.url_for("tus_head", model_id=str(model.id), upload_id=str(upload.id)))
+    return Response(status_code=201, headers={**_TUS, "Location": location})
+
+
+@router.head(
+    "/{model_id}/uploads/{upload_id}",
+    status_code=200,
+    summary="tus: the upload's offset",
+    description="`Upload-Offset` and `Upload-Length` of the upload, to resume from.",
+    responses=error_responses(400, 401, 403, 404, specific={412: "Tus-Resumable is not 1.0.0"}),
+)
+def tus_head(
+    model_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
+) -> Response:
+    _tus_version(tus_resumable)
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    upload = uploads.get_upload(session, model, upload_id)
+    return Response(
+        status_code=200,
+        headers={
+            **_TUS,
+            "Upload-Offset": str(upload.upload_offset),
+            "Upload-Length": str(upload.upload_length),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.patch(
+    "/{model_id}/uploads/{upload_id}",
+    status_code=204,
+    summary="tus: send bytes of the upload",
+    description=(
+        "The body (`Content-Type: application/offset+octet-stream`) continues the upload at "
+        "`Upload-Offset`, which must be the offset the server holds (409 otherwise). An "
+        "`Upload-Checksum` that does not match is a 460 and nothing is kept."
+    ),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        specific={408: "The body arrived too slowly", 412: "Tus-Resumable is not 1.0.0"},
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                uploads.PATCH_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def tus_patch(
+    model_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    store: StoreDep,
+    registry: RegistryDep,
+    upload_offset: Annotated[str | None, Header(alias="Upload-Offset")] = None,
+    upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
+    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
+) -> Response:
+    _tus_version(tus_resumable)
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != uploads.PATCH_MEDIA_TYPE:
+        raise UnsupportedMediaType(f"A tus PATCH is {uploads.PATCH_MEDIA_TYPE}.")
+    offset = _number("Upload-Offset", upload_offset)
+    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
+    upload = await run_in_threadpool(uploads.get_upload, session, model, upload_id)
+    try:
+        chunk = await request.body()  # all of it, within the guard's limit, or nothing is kept
+    except ClientDisconnect:
+        # Expected with tus: the client resumes from the offset HEAD gives, which did not move.
+        raise BadRequest(
+            "The connection closed before the chunk was complete; none of it was kept."
+        ) from None
+    upload = await run_in_threadpool(
+        uploads.append,
+        session,
+        store,
+        model,
+        upload,
+        offset=offset,
+        chunk=chunk,
+        checksum=upload_checksum,
+        scorer=scorer_for(registry, model),
+        actor=principal.actor,
+    )
+    return Response(status_code=204, headers={**_TUS, "Upload-Offset": str(upload.upload_offset)})
+
+
+@router.delete(
+    "/{model_id}/uploads/{upload_id}",
+    status_code=204,
+    summary="tus: terminate an upload",
+    description="Deletes the bytes received so far; the upload is gone (404 after).",
+    responses=error_responses(400, 401, 403, 404, specific={412: "Tus-Resumable is not 1.0.0"}),
+)
+def tus_delete(
+    model_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    session: SessionDep,
+    principal: ResellerOrStaff,
+    store: StoreDep,
+    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
+) -> Response:
+    _tus_version(tus_resumable)
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    upload = uploads.get_upload(session, model, upload_id)
+    uploads.terminate(session, store, model, upload, actor=principal.actor)
+    return Response(status_code=204, headers=_TUS)
+
+
+@router.get(
+    "/{model_id}/uploads/{upload_id}",
+    response_model=UploadRead,
+    summary="A resumable upload's state and outcome",
+    description=(
+        "`uploading` with its offset, then `complete` (the files taken and the entries not "
+        "used) or `failed` (why the archive was refused). "
+        + _ACCESS.format(scope="custom_models:read", roles="`admin` or `auditor`")
+    ),
+    responses=error_responses(400, 401, 403, 404),
+)
+def get_upload(
+    model_id: uuid.UUID, upload_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff
+) -> UploadRead:
+    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_READ)
+    model = service.get_visible_model(session, reseller_id, model_id)
+    return _upload_read(uploads.get_upload(session, model, upload_id))

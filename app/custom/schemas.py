@@ -165,3 +165,19 @@ class ArchiveUploadRead(BaseModel):
     files: list[DataFileRead] = Field(description="Every pair taken, accepted or rejected")
     problems: list[ArchiveProblemRead] = Field(description="Every entry that was not used")
     report: dict[str, Any] = Field(description="The model's whole data set after this upload")
+
+
+class UploadRead(BaseModel):
+    id: uuid.UUID
+    model_id: uuid.UUID
+    status: str = Field(description="uploading, complete or failed")
+    upload_length: int
+    upload_offset: int
+    metadata: dict[str, str]
+    result: dict[str, Any] | None = Field(
+        description="complete: format, mode, files (ids), accepted, rejected, problems; "
+        "failed: error"
+    )
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime

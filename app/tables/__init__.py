@@ -1,7 +1,7 @@
 """ORM tables, one module per domain. Importing this package registers them all on ``Base``."""
 
 from app.tables.audit import AuditEntry
-from app.tables.custom import CustomDataFile, CustomModel
+from app.tables.custom import CustomDataFile, CustomModel, CustomUpload
 from app.tables.datasets import TrainingSet, TrainingSetSample
 from app.tables.erasure import ErasureRequest
 from app.tables.ledger import BillingPeriod, LedgerEntry
@@ -17,6 +17,7 @@ __all__ = [
     "BillingPeriod",
     "CustomDataFile",
     "CustomModel",
+    "CustomUpload",
     "DataKey",
     "ErasureRequest",
     "LedgerEntry",

@@ -107,3 +107,38 @@ class CustomDataFile(Base):
     uploaded_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+CUSTOM_UPLOAD_STATUSES = ("uploading", "complete", "failed", "terminated")
+
+
+class CustomUpload(Base):
+    """A resumable (tus 1.0) upload of a training-data archive to a custom model.
+
+    Each PATCH's bytes are one object sealed under the model's data key; ``offset`` counts the
+    bytes received. When the last byte arrives the archive is read as an archive upload is, its
+    outcome kept in ``result``, and the parts are deleted.
+    """
+
+    __tablename__ = "custom_uploads"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in CUSTOM_UPLOAD_STATUSES)),
+            name="status",
+        ),
+        CheckConstraint("upload_offset >= 0 AND upload_offset <= upload_length", name="offset"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_models.id", ondelete="RESTRICT"), index=True
+    )
+    upload_length: Mapped[int] = mapped_column(BigInteger)
+    upload_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    upload_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="uploading")
+    result: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
