@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from app.kit.cli import CLI_ACTOR, cli_session, console, err_console, exit_on_error, print_json
+from app.kit.cli import (
+    CLI_ACTOR,
+    cli_session,
+    cli_sessionmaker,
+    console,
+    err_console,
+    exit_on_error,
+    print_json,
+)
 
 audit_app = typer.Typer(help="The hash-chained audit log: signed checkpoints and exports.")
 
@@ -117,9 +125,9 @@ def export(
 
     settings = get_settings()
     signer = open_signing_key(settings)
-    with exit_on_error(), cli_session() as session:
+    with exit_on_error(), cli_sessionmaker() as factory:
         manifest = export_audit_log(
-            session, open_sample_store(settings), signer, bundle, actor=CLI_ACTOR
+            factory, open_sample_store(settings), signer, bundle, actor=CLI_ACTOR
         )
     if json_output:
         print_json({"path": str(bundle), **manifest})

@@ -160,12 +160,14 @@ def public_key(signer: SignerDep, _principal: Auditor) -> Response:
     },
 )
 def export(
-    session: SessionDep, store: StoreDep, signer: SignerDep, principal: Auditor
+    request: Request, store: StoreDep, signer: SignerDep, principal: Auditor
 ) -> FileResponse:
     folder = Path(tempfile.mkdtemp(prefix="mip-audit-export-"))
     path = folder / "audit-export.tar.gz"
     try:
-        manifest = export_audit_log(session, store, signer, path, actor=principal.actor)
+        manifest = export_audit_log(
+            request.app.state.sessionmaker, store, signer, path, actor=principal.actor
+        )
     except BaseException:
         _remove(folder)
         raise

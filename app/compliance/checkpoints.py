@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import repository as audit_repository
 from app.audit.service import entry_fields, record_event, verify_chain
@@ -42,7 +42,7 @@ from app.compliance.signed import (
 )
 from app.kit.blob import BlobNotFound, BlobStore
 from app.kit.crypto.signing import SigningKey
-from app.kit.db import utcnow
+from app.kit.db import session_scope, utcnow
 from app.kit.errors import Conflict
 from app.kit.settings import Settings
 from app.ledger.seals import recorded_seals
@@ -218,18 +218,31 @@ def _checkpoint_entries(session: Session) -> list[AuditEntry]:
 
 
 def export_audit_log(
-    session: Session, store: SampleStore, signer: SigningKey, path: Path, *, actor: str
+    factory: sessionmaker[Session],
+    store: SampleStore,
+    signer: SigningKey,
+    path: Path,
+    *,
+    actor: str,
 ) -> dict[str, Any]:
-    """Sign a checkpoint, commit it, and write every entry up to it as a bundle at ``path``.
+    """Sign a checkpoint, then write every entry up to it as a bundle at ``path``.
 
-    The export itself is audited afterwards (``audit.exported``, outside the bundle). Returns
-    the bundle's manifest.
+    Two units of work: the checkpoint is committed first, so the chain's append lock is not
+    held while the bundle is written; the export itself is audited in the second
+    (``audit.exported``, outside the bundle). Returns the bundle's manifest.
     """
-    checkpoint = create_checkpoint(session, store, signer, actor=actor)
-    session.commit()
+    with session_scope(factory) as session:
+        checkpoint_seq = create_checkpoint(session, store, signer, actor=actor).seq
+    with session_scope(factory) as session:
+        return _write_export(session, signer, path, checkpoint_seq, actor=actor)
+
+
+def _write_export(
+    session: Session, signer: SigningKey, path: Path, through_seq: int, *, actor: str
+) -> dict[str, Any]:
     stmt = (
         select(AuditEntry)
-        .where(AuditEntry.seq <= checkpoint.seq)
+        .where(AuditEntry.seq <= through_seq)
         .order_by(AuditEntry.seq)
         .execution_options(yield_per=1000)
     )

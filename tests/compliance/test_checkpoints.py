@@ -208,8 +208,7 @@ class TestCheckpoints:
 def exported(db: Database, store: SampleStore, signer: SigningKey, tmp_path: Path) -> Path:
     make_history(db)
     checkpoint(db, store, signer)
-    with db.session() as session:
-        export_audit_log(session, store, signer, tmp_path / "audit.tar.gz", actor="test")
+    export_audit_log(db.factory, store, signer, tmp_path / "audit.tar.gz", actor="test")
     return tmp_path / "audit.tar.gz"
 
 
@@ -340,8 +339,7 @@ class TestExport:
     ) -> None:
         head = json.loads(read_bundle(exported)["manifest.json"])["head_seq"]
         delete_entries_from(db, head - 1)
-        with db.session() as session:
-            export_audit_log(session, store, signer, tmp_path / "later.tar.gz", actor="test")
+        export_audit_log(db.factory, store, signer, tmp_path / "later.tar.gz", actor="test")
         later = tmp_path / "later.tar.gz"
         assert verify_bundle(later, [signer.public_key]).ok  # consistent in itself
         assert kinds(later, signer, previous=[exported]) == ["earlier head"]
