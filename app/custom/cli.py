@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from app.kit.cli import CLI_ACTOR, cli_session, exit_on_error, print_json, print_record, print_table
+
+if TYPE_CHECKING:  # imported lazily at run time: `mip custom --help` loads no torch
+    from app.kit.settings import Settings
+    from app.tables.custom import CustomModel
+    from asr.pairs import TranscriptScorer
 
 custom_app = typer.Typer(
     help="Custom models of resellers: create, list, show, archive; their training data."
@@ -131,6 +136,18 @@ def archive(
     print_json(out) if json_output else print_record("Custom model archived", out)
 
 
+def _scorer(settings: Settings, model: CustomModel) -> TranscriptScorer | None:
+    """The scorer of the model's base (loaded from the model directories), None when that
+    base is no longer there: the transcript is then not scored."""
+    from app.engine.registry import open_model_registry
+    from asr.pairs import TranscriptScorer
+
+    registry = open_model_registry(settings)
+    registry.scan()
+    base = registry.get(model.base_model_uuid)
+    return TranscriptScorer(base.package) if base else None
+
+
 @custom_app.command("upload")
 def upload(
     model: Annotated[str, typer.Argument(help="The model's id.")],
@@ -146,10 +163,8 @@ def upload(
     rejected, with every reason)."""
     from app.custom import data, service
     from app.custom.schemas import DataFileRead
-    from app.engine.registry import open_model_registry
     from app.kit.settings import get_settings
     from app.samples.runtime import open_sample_store
-    from asr.pairs import TranscriptScorer
 
     if (transcript is None) == (transcript_file is None):
         raise typer.BadParameter("Give --transcript or --transcript-file (one of them).")
@@ -161,9 +176,6 @@ def upload(
         with cli_session() as session:
             row = service.get_visible_model(session, None, uuid.UUID(model))
             data.check_open(row)
-            registry = open_model_registry(settings)
-            registry.scan()
-            base = registry.get(row.base_model_uuid)
             record = data.upload_pair(
                 session,
                 open_sample_store(settings),
@@ -172,7 +184,7 @@ def upload(
                 audio=content,
                 transcript=text,
                 speaker=speaker,
-                scorer=TranscriptScorer(base.package) if base else None,
+                scorer=_scorer(settings, row),
                 actor=CLI_ACTOR,
             )
             out = DataFileRead.of(record).model_dump(mode="json")
@@ -251,10 +263,8 @@ def upload_archive(
     with speakers): each pair checked and kept, each unusable entry reported."""
     from app.custom import data, service
     from app.custom.schemas import DataFileRead
-    from app.engine.registry import open_model_registry
     from app.kit.settings import get_settings
     from app.samples.runtime import open_sample_store
-    from asr.pairs import TranscriptScorer
 
     settings = get_settings()
     with exit_on_error():
@@ -267,15 +277,12 @@ def upload_archive(
         with cli_session() as session:
             row = service.get_visible_model(session, None, uuid.UUID(model))
             data.check_open(row)
-            registry = open_model_registry(settings)
-            registry.scan()
-            base = registry.get(row.base_model_uuid)
             result = data.upload_archive(
                 session,
                 open_sample_store(settings),
                 row,
                 content,
-                scorer=TranscriptScorer(base.package) if base else None,
+                scorer=_scorer(settings, row),
                 actor=CLI_ACTOR,
             )
             files = [DataFileRead.of(r).model_dump(mode="json") for r in result.files]

@@ -8,7 +8,7 @@ import uuid
 import weakref
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -40,6 +40,24 @@ _ACCESS = (
     "A reseller key with the `{scope}` scope (its own reseller's models), or a staff key "
     "with role {roles}."
 )
+
+
+class ModelAccess:
+    """Dependency: the path's custom model, if the caller may use ``scope`` on it
+    (:func:`service.check_access`, then another reseller's model is a 404)."""
+
+    def __init__(self, scope: ResellerScope) -> None:
+        self.scope = scope
+
+    def __call__(
+        self, model_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff
+    ) -> CustomModel:
+        reseller_id = service.check_access(principal, self.scope)
+        return service.get_visible_model(session, reseller_id, model_id)
+
+
+ModelReader = Annotated[CustomModel, Depends(ModelAccess(ResellerScope.CUSTOM_MODELS_READ))]
+ModelWriter = Annotated[CustomModel, Depends(ModelAccess(ResellerScope.CUSTOM_MODELS_WRITE))]
 
 
 @router.post(
@@ -123,11 +141,8 @@ def list_models(
     ),
     responses=error_responses(400, 401, 403, 404),
 )
-def get_model(
-    model_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff
-) -> CustomModelRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_READ)
-    return CustomModelRead.of(service.get_visible_model(session, reseller_id, model_id))
+def get_model(model: ModelReader) -> CustomModelRead:
+    return CustomModelRead.of(model)
 
 
 @router.post(
@@ -142,10 +157,8 @@ def get_model(
     responses=error_responses(400, 401, 403, 404, 409),
 )
 def archive_model(
-    model_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff
+    model: ModelWriter, session: SessionDep, principal: ResellerOrStaff
 ) -> CustomModelRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = service.get_visible_model(session, reseller_id, model_id)
     return CustomModelRead.of(service.archive_model(session, model, actor=principal.actor))
 
 
@@ -219,15 +232,13 @@ def scorer_for(registry: ModelRegistry, model: CustomModel) -> TranscriptScorer 
     openapi_extra=_PAIR_FORM,
 )
 async def upload_pair(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     request: Request,
     session: SessionDep,
     principal: ResellerOrStaff,
     store: StoreDep,
     registry: RegistryDep,
 ) -> DataFileRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
     data.check_open(model)
     form = await read_multipart(request, PAIR_BODY_LIMIT, max_files=2, what="the pair")
     try:
@@ -305,21 +316,18 @@ ARCHIVE_MEDIA_TYPES = frozenset(
     },
 )
 async def upload_archive(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     request: Request,
     session: SessionDep,
     principal: ResellerOrStaff,
     store: StoreDep,
     registry: RegistryDep,
-    settings: SettingsDep,
 ) -> ArchiveUploadRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ARCHIVE_MEDIA_TYPES:
         raise UnsupportedMediaType(
             "Send the archive as application/zip, application/x-tar or application/gzip."
         )
-    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
     data.check_open(model)
     body = await request.body()  # within the guard's limit for this route
     if not body:
@@ -355,13 +363,10 @@ async def upload_archive(
     responses=error_responses(400, 401, 403, 404),
 )
 def list_data(
-    model_id: uuid.UUID,
+    model: ModelReader,
     session: SessionDep,
-    principal: ResellerOrStaff,
     status: Annotated[str | None, Query(pattern="^(accepted|rejected|removed)$")] = None,
 ) -> DataFileList:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_READ)
-    model = service.get_visible_model(session, reseller_id, model_id)
     files = [DataFileRead.of(f) for f in data.list_files(session, model, status=status)]
     return DataFileList(files=files, report=data.data_report(session, model))
 
@@ -377,14 +382,12 @@ def list_data(
     responses=error_responses(400, 401, 403, 404, 409),
 )
 def remove_data(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     file_id: uuid.UUID,
     session: SessionDep,
     principal: ResellerOrStaff,
     store: StoreDep,
 ) -> DataFileRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = service.get_visible_model(session, reseller_id, model_id)
     record = data.get_file(session, model, file_id)
     return DataFileRead.of(data.remove_file(session, store, model, record, actor=principal.actor))
 
@@ -401,12 +404,19 @@ _TUS = {"Tus-Resumable": uploads.TUS_VERSION}
 _TUS_HEADER = Header(alias="Tus-Resumable", description="The tus protocol version; must be 1.0.0")
 
 
-def _tus_version(value: str | None) -> None:
+def _tus_version(
+    _principal: ResellerOrStaff, value: Annotated[str | None, _TUS_HEADER] = None
+) -> None:
+    """Dependency of every tus request but OPTIONS: ``Tus-Resumable: 1.0.0`` (412 otherwise),
+    checked once the caller is known (a missing key stays a 401) and before anything else."""
     if value != uploads.TUS_VERSION:
         raise TusVersionUnsupported(
             f"This server speaks tus {uploads.TUS_VERSION}: send 'Tus-Resumable: "
             f"{uploads.TUS_VERSION}'."
         )
+
+
+TusResumable = Depends(_tus_version)
 
 
 def _number(name: str, value: str | None) -> int:
@@ -439,11 +449,7 @@ def _upload_read(upload: CustomUpload) -> UploadRead:
     "checksum), `Tus-Max-Size`, `Tus-Checksum-Algorithm`.",
     responses=error_responses(400, 401, 403, 404),
 )
-def tus_options(
-    model_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff, settings: SettingsDep
-) -> Response:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    service.get_visible_model(session, reseller_id, model_id)
+def tus_options(_model: ModelWriter, settings: SettingsDep) -> Response:
     return Response(
         status_code=204,
         headers={
@@ -458,6 +464,7 @@ def tus_options(
 
 @router.post(
     "/{model_id}/uploads",
+    dependencies=[TusResumable],
     status_code=201,
     summary="tus: create a resumable upload of a training archive",
     description=(
@@ -475,18 +482,14 @@ def tus_options(
     ),
 )
 def tus_create(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     request: Request,
     session: SessionDep,
     principal: ResellerOrStaff,
     settings: SettingsDep,
     upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
     upload_metadata: Annotated[str | None, Header(alias="Upload-Metadata")] = None,
-    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
 ) -> Response:
-    _tus_version(tus_resumable)
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = service.get_visible_model(session, reseller_id, model_id)
     metadata = uploads.parse_metadata(upload_metadata)
     for key, value in metadata.items():
         check_storable("Upload-Metadata", f"{key}{value}")
@@ -504,21 +507,13 @@ def tus_create(
 
 @router.head(
     "/{model_id}/uploads/{upload_id}",
+    dependencies=[TusResumable],
     status_code=200,
     summary="tus: the upload's offset",
     description="`Upload-Offset` and `Upload-Length` of the upload, to resume from.",
     responses=error_responses(400, 401, 403, 404, specific={412: "Tus-Resumable is not 1.0.0"}),
 )
-def tus_head(
-    model_id: uuid.UUID,
-    upload_id: uuid.UUID,
-    session: SessionDep,
-    principal: ResellerOrStaff,
-    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
-) -> Response:
-    _tus_version(tus_resumable)
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = service.get_visible_model(session, reseller_id, model_id)
+def tus_head(model: ModelWriter, upload_id: uuid.UUID, session: SessionDep) -> Response:
     upload = uploads.get_upload(session, model, upload_id)
     return Response(
         status_code=200,
@@ -533,6 +528,7 @@ def tus_head(
 
 @router.patch(
     "/{model_id}/uploads/{upload_id}",
+    dependencies=[TusResumable],
     status_code=204,
     summary="tus: send bytes of the upload",
     description=(
@@ -560,7 +556,7 @@ def tus_head(
     },
 )
 async def tus_patch(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     upload_id: uuid.UUID,
     request: Request,
     session: SessionDep,
@@ -569,15 +565,11 @@ async def tus_patch(
     registry: RegistryDep,
     upload_offset: Annotated[str | None, Header(alias="Upload-Offset")] = None,
     upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
-    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
 ) -> Response:
-    _tus_version(tus_resumable)
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != uploads.PATCH_MEDIA_TYPE:
         raise UnsupportedMediaType(f"A tus PATCH is {uploads.PATCH_MEDIA_TYPE}.")
     offset = _number("Upload-Offset", upload_offset)
-    model = await run_in_threadpool(service.get_visible_model, session, reseller_id, model_id)
     upload = await run_in_threadpool(uploads.get_upload, session, model, upload_id)
     try:
         chunk = await request.body()  # all of it, within the guard's limit, or nothing is kept
@@ -603,22 +595,19 @@ async def tus_patch(
 
 @router.delete(
     "/{model_id}/uploads/{upload_id}",
+    dependencies=[TusResumable],
     status_code=204,
     summary="tus: terminate an upload",
     description="Deletes the bytes received so far; the upload is gone (404 after).",
     responses=error_responses(400, 401, 403, 404, specific={412: "Tus-Resumable is not 1.0.0"}),
 )
 def tus_delete(
-    model_id: uuid.UUID,
+    model: ModelWriter,
     upload_id: uuid.UUID,
     session: SessionDep,
     principal: ResellerOrStaff,
     store: StoreDep,
-    tus_resumable: Annotated[str | None, _TUS_HEADER] = None,
 ) -> Response:
-    _tus_version(tus_resumable)
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_WRITE)
-    model = service.get_visible_model(session, reseller_id, model_id)
     upload = uploads.get_upload(session, model, upload_id)
     uploads.terminate(session, store, model, upload, actor=principal.actor)
     return Response(status_code=204, headers=_TUS)
@@ -635,9 +624,5 @@ def tus_delete(
     ),
     responses=error_responses(400, 401, 403, 404),
 )
-def get_upload(
-    model_id: uuid.UUID, upload_id: uuid.UUID, session: SessionDep, principal: ResellerOrStaff
-) -> UploadRead:
-    reseller_id = service.check_access(principal, ResellerScope.CUSTOM_MODELS_READ)
-    model = service.get_visible_model(session, reseller_id, model_id)
+def get_upload(model: ModelReader, upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     return _upload_read(uploads.get_upload(session, model, upload_id))
