@@ -7,7 +7,6 @@ import io
 import json
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import app as cli_app
-from app.kit.settings import BUNDLED_MODELS_DIR, Settings, get_settings
+from app.kit.settings import Settings
 from app.tables import AuditEntry, CustomDataFile
 from tests.conftest import Database
-from tests.custom.conftest import Reseller, make_reseller
+from tests.custom.conftest import Reseller, blob_files, bundled_settings, make_reseller
 from tests.kit.test_http import assert_error
 from tests.speech import synth_speech
 
@@ -37,28 +36,7 @@ def clips() -> dict[str, bytes]:
 
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
-    return Settings(
-        env="test",
-        data_dir=tmp_path / "var",
-        database_url=db.url,
-        log_json=True,
-        models_dir=tmp_path / "models",
-        bundled_models_dir=BUNDLED_MODELS_DIR,
-        models_poll_seconds=60.0,
-        custom_max_archive_bytes=LIMIT,
-    )
-
-
-@pytest.fixture
-def model(client: TestClient, reseller: Reseller) -> dict[str, Any]:
-    response = client.post(
-        URL,
-        json={"name": "clinic", "language": "en", "domain": "medical"},
-        headers=reseller.headers,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return bundled_settings(db, tmp_path, custom_max_archive_bytes=LIMIT)
 
 
 def zipped(entries: dict[str, bytes]) -> bytes:
@@ -95,11 +73,6 @@ def stored(db: Database) -> list[CustomDataFile]:
         for row in rows:
             session.expunge(row)
         return list(rows)
-
-
-def blob_files(settings: Settings) -> list[Path]:
-    root = settings.data_dir / "blobs" / "custom"
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 class TestArchive:
@@ -209,16 +182,6 @@ class TestArchive:
         other = make_reseller(db, "Other Co")
         body = zipped({"a.wav": clips[FIRST], "a.txt": FIRST.encode()})
         assert_error(send(client, other, model, body, "application/zip"), 404, "NOT_FOUND")
-
-
-@pytest.fixture
-def cli_env(db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MIP_DATABASE_URL", db.url)
-    monkeypatch.setenv("MIP_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MIP_MODELS_DIR", str(settings.models_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_the_command_line_uploads_an_archive(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,13 @@ from typer.testing import CliRunner
 from app.cli import app as cli_app
 from app.custom import data
 from app.kit.guard import GuardRules
-from app.kit.settings import BUNDLED_MODELS_DIR, Settings, get_settings
+from app.kit.settings import Settings
 from app.samples.keys import rewrap_batch
 from app.samples.runtime import open_sample_store
 from app.tables import AuditEntry, CustomDataFile, CustomModel
 from asr.pairs import MAX_LOSS_PER_CHAR
 from tests.conftest import Database, make_staff_key
-from tests.custom.conftest import Reseller, make_reseller
+from tests.custom.conftest import Reseller, blob_files, bundled_settings, make_reseller
 from tests.kit.test_http import assert_error
 from tests.speech import synth_speech
 
@@ -39,28 +38,7 @@ def speech() -> bytes:
 
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
-    # The real base model: a transcript is scored against what it hears.
-    return Settings(
-        env="test",
-        data_dir=tmp_path / "var",
-        database_url=db.url,
-        log_json=True,
-        models_dir=tmp_path / "models",
-        bundled_models_dir=BUNDLED_MODELS_DIR,
-        models_poll_seconds=60.0,
-    )
-
-
-@pytest.fixture
-def model(client: TestClient, reseller: Reseller) -> dict[str, Any]:
-    response = client.post(
-        URL,
-        json={"name": "clinic", "language": "en", "domain": "medical"},
-        headers=reseller.headers,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return bundled_settings(db, tmp_path)
 
 
 def upload(
@@ -80,11 +58,6 @@ def upload(
         data=form,
         headers=reseller.headers,
     )
-
-
-def blob_files(settings: Settings) -> list[Path]:
-    root = settings.data_dir / "blobs" / "custom"
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 class TestUpload:
@@ -296,16 +269,6 @@ def test_the_guard_limits_a_templated_route() -> None:
     assert rules.limit_for("POST", "/v1/governance/custom-models/x/data/y") == 10
     assert rules.limit_for("POST", "/v1/governance/custom-models//data") == 10
     assert rules.limit_for("GET", f"/v1/governance/custom-models/{uuid.uuid4()}/data") == 10
-
-
-@pytest.fixture
-def cli_env(db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MIP_DATABASE_URL", db.url)
-    monkeypatch.setenv("MIP_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MIP_MODELS_DIR", str(settings.models_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_the_command_line_uploads_lists_and_removes(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import app as cli_app
-from app.kit.settings import Settings, get_settings
 from app.tables import ApiKey, AuditEntry
 from app.tenancy import service as tenancy
 from tests.conftest import Database, make_staff_key, make_tenant
@@ -195,17 +193,6 @@ class TestArchive:
 
 
 # --- the command line -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MIP_DATABASE_URL", db.url)
-    monkeypatch.setenv("MIP_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MIP_MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("MIP_BUNDLED_MODELS_DIR", "")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def mip_json(*args: str) -> Any:

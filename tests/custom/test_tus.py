@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tusclient.client import TusClient
 
-from app.kit.settings import BUNDLED_MODELS_DIR, Settings
+from app.kit.settings import Settings
 from app.tables import CustomDataFile
 from tests.conftest import Database
-from tests.custom.conftest import Reseller, make_reseller
+from tests.custom.conftest import Reseller, bundled_settings, make_reseller
 from tests.kit.test_http import assert_error
 from tests.speech import synth_speech
 
@@ -46,28 +46,7 @@ def archive() -> bytes:
 
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
-    return Settings(
-        env="test",
-        data_dir=tmp_path / "var",
-        database_url=db.url,
-        log_json=True,
-        models_dir=tmp_path / "models",
-        bundled_models_dir=BUNDLED_MODELS_DIR,
-        models_poll_seconds=60.0,
-        custom_max_archive_bytes=4 * 1024 * 1024,
-    )
-
-
-@pytest.fixture
-def model(client: TestClient, reseller: Reseller) -> dict[str, Any]:
-    response = client.post(
-        URL,
-        json={"name": "clinic", "language": "en", "domain": "medical"},
-        headers=reseller.headers,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+    return bundled_settings(db, tmp_path, custom_max_archive_bytes=4 * 1024 * 1024)
 
 
 def parts(settings: Settings) -> list[Path]:
