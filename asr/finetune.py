@@ -110,6 +110,9 @@ class FinetuneRecipe:
     lm_min_count: int = 1
     lm_sentences: Sequence[str] = ()  # more domain text for the LM (e.g. a vocabulary list)
     terms: Sequence[str] = ()  # domain terms whose recall is reported (term_recall metrics)
+    tags: Sequence[str] = ()  # added to the candidate's manifest tags (after "fine-tuned")
+    # merged over the base's decoder settings in the candidate's package (e.g. a vocabulary)
+    decoding: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     progress: bool = False  # a tqdm bar on stderr (for a terminal; workers use on_progress)
 
@@ -178,7 +181,7 @@ def finetune(
             tokenizer=candidate.tokenizer,
             state_dict=candidate.state_dict,
             lm=candidate.lm,
-            decoding=plan.base.decoding,
+            decoding={**(plan.base.decoding or {}), **recipe.decoding} or None,
         )
     except PackageError as err:
         raise FinetuneError(f"cannot write the candidate package: {err}") from None
@@ -364,7 +367,7 @@ def _candidate_manifest(
             formatted=base.formatted,
             mode=base.mode,
             aliases=aliases,
-            tags=["fine-tuned"],
+            tags=list(dict.fromkeys(["fine-tuned", *recipe.tags])),
             training_set=lineage,
         )
     except PackageError as err:

@@ -4,6 +4,10 @@
     result = transcriber.transcribe(decode(wav_bytes).samples, keywords={"metformin": 5.0})
     result.text, result.words[0].start, result.confidence
 
+A package's ``decoding`` may carry a vocabulary (asr.vocabulary): its terms are boosted on every
+request, with a request's keywords on top (the request's weight wins for a term both name), and
+a word run the decoder spells as a term's sounds-like spelling is shown as the term.
+
 Thread-safe for concurrent requests: the model is in eval mode and read-only, every call has
 its own tensors. Inference runs under ``torch.inference_mode`` on the CPU unless told otherwise.
 """
@@ -11,7 +15,7 @@ its own tensors. Inference runs under ``torch.inference_mode`` on the CPU unless
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -22,6 +26,7 @@ import torch
 from asr.decode import (
     Hypothesis,
     Lexicon,
+    Word,
     beam_search,
     greedy,
     join_hypotheses,
@@ -33,6 +38,8 @@ from asr.features import LogMel
 from asr.lm import WordLM
 from asr.model import CTCModel
 from asr.package import ModelPackage
+from asr.tokenizer import CharTokenizer
+from asr.vocabulary import Vocabulary, match_respellings, respell
 
 Decoder = Literal["greedy", "beam"]
 
@@ -52,9 +59,18 @@ class DecodeOptions:
     # package without an LM (no vocabulary to check against)
     oov_penalty: float = 0.0
     keywords: Mapping[str, float] = field(default_factory=dict)
+    # terms boosted by KEYTERM_BOOST * weight under ``keywords`` (which win for a term both
+    # name), and shown for their sounds-like spellings (Transcriber.transcribe); rows as a
+    # package's decoding holds them are parsed, so DecodeOptions(**package.decoding) works
+    vocabulary: Vocabulary | None = None
+
+    def __post_init__(self) -> None:
+        if self.vocabulary is not None and not isinstance(self.vocabulary, Vocabulary):
+            object.__setattr__(self, "vocabulary", Vocabulary.parse(self.vocabulary))
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        """The package's ``decoding`` of these options (a request's keywords are not in it)."""
+        out: dict[str, object] = {
             "decoder": self.decoder,
             "beam_width": self.beam_width,
             "lm_weight": self.lm_weight,
@@ -62,6 +78,9 @@ class DecodeOptions:
             "snap": self.snap,
             "oov_penalty": self.oov_penalty,
         }
+        if self.vocabulary is not None:
+            out["vocabulary"] = self.vocabulary.to_dicts()
+        return out
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,8 @@ class Transcriber:
         self.lm = WordLM.from_dict(package.lm) if package.lm else None
         self.lexicon = frozenset(self.lm.vocabulary) if self.lm else frozenset()
         self.default_options = DecodeOptions(**package.decoding or {})
+        if self.default_options.vocabulary is not None:  # read_package checked it; replace() not
+            self.default_options.vocabulary.check_spellable(self.tokenizer)
         # In input frames, whole multiples of the subsampling so windows align with outputs.
         step = package.model_config.subsampling
         frames = 1.0 / package.feature_config.frame_seconds
@@ -188,17 +209,46 @@ class Transcriber:
         return torch.cat(pieces)
 
     def options(self, *, keywords: Mapping[str, float] | None = None) -> DecodeOptions:
-        """The package's tuned options, with ``keywords`` boosted (which needs the beam search)."""
+        """The package's tuned options (its vocabulary included), with ``keywords`` boosted on
+        top (which needs the beam search)."""
         if not keywords:
             return self.default_options
         return replace(self.default_options, decoder="beam", keywords=dict(keywords))
+
+    def boost(self, options: DecodeOptions) -> dict[str, float]:
+        """What the beam search boosts for ``options``: its keywords as they are without a
+        vocabulary; with one, every spelling of every term at ``KEYTERM_BOOST * weight``
+        (asr.vocabulary.Vocabulary.keywords), then the keywords, normalised, on top. A keyword
+        naming a term (normalised alike) sets the boost of all that term's spellings."""
+        vocabulary = options.vocabulary
+        if vocabulary is None or not vocabulary.terms:
+            return dict(options.keywords)
+        boost, spellings = _vocabulary_boost(vocabulary, self.tokenizer)
+        merged = dict(boost)
+        for term, weight in options.keywords.items():
+            key = self.tokenizer.normalize(term)
+            if not key:
+                merged[term] = weight  # spells nothing: the beam search says so (DecodeError)
+                continue
+            merged[key] = weight
+            merged.update(dict.fromkeys(spellings.get(key, ()), weight))
+        return merged
+
+    def _searched(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` as the search takes them: the boost resolved (:meth:`boost`), the
+        vocabulary dropped, and the beam search wherever anything is boosted."""
+        keywords = self.boost(options) if options.vocabulary is not None else options.keywords
+        decoder: Decoder = "beam" if keywords else options.decoder
+        if options.vocabulary is None and decoder == options.decoder:
+            return options
+        return replace(options, decoder=decoder, keywords=keywords, vocabulary=None)
 
     def transcribe(
         self, samples: npt.NDArray[np.float32], options: DecodeOptions | None = None
     ) -> Transcription:
         options = options or self.default_options
-        if options.keywords and options.decoder == "greedy":
-            options = replace(options, decoder="beam")  # boosting lives in the beam search
+        vocabulary = options.vocabulary
+        options = self._searched(options)  # boosting lives in the beam search
         duration = len(samples) / self.featurizer.cfg.sample_rate
         if len(samples) < self.featurizer.cfg.n_fft:
             empty = Hypothesis(text="", words=(), confidence=0.0)
@@ -214,6 +264,10 @@ class Transcriber:
             protected = self.lexicon | boosted if boosted else self.lexicon
             text = snap_to_lexicon(text, protected)
             hypothesis = _respell(hypothesis, text)
+        if vocabulary is not None and vocabulary.terms:  # sounds-like spellings show the term
+            table = _respellings(vocabulary, self.tokenizer)
+            text = respell(text, table)
+            hypothesis = _respell_terms(hypothesis, table)
         return Transcription(text=text, hypothesis=hypothesis, duration=duration)
 
     def speech_spans(self, samples: npt.NDArray[np.float32]) -> list[tuple[int, int]]:
@@ -243,9 +297,12 @@ class Transcriber:
     def decode(
         self, log_probs: torch.Tensor, options: DecodeOptions, *, offset: float = 0.0
     ) -> Hypothesis:
-        """Words from posteriors (no snapping): the stretches of speech between pauses one by
-        one (asr.decode.pause_segments), greedy or by beam search as ``options`` say; times
-        are shifted by ``offset`` seconds."""
+        """Words from posteriors (no snapping, no respelling): the stretches of speech between
+        pauses one by one (asr.decode.pause_segments), greedy or by beam search as ``options``
+        say (a vocabulary's terms boosted, see :meth:`boost`); times are shifted by ``offset``
+        seconds."""
+        if options.vocabulary is not None:
+            options = self._searched(options)
         segments = pause_segments(
             log_probs, blank_id=self.tokenizer.blank_id, min_pause_frames=self._pause_frames
         )
@@ -286,3 +343,58 @@ def _respell(hypothesis: Hypothesis, text: str) -> Hypothesis:
         for w, new in zip(hypothesis.words, words, strict=True)
     )
     return Hypothesis(text=text, words=respelled, confidence=hypothesis.confidence)
+
+
+@functools.lru_cache(maxsize=16)
+def _vocabulary_boost(
+    vocabulary: Vocabulary, tokenizer: CharTokenizer
+) -> tuple[dict[str, float], dict[str, tuple[str, ...]]]:
+    """A vocabulary's boost (normalised spelling -> KEYTERM_BOOST * weight) and each term's
+    spellings under its normalised text; kept for the last few vocabularies (callers copy)."""
+    boost = vocabulary.keywords(KEYTERM_BOOST, tokenizer=tokenizer)
+    spellings = {tokenizer.normalize(t.term): t.spellings(tokenizer) for t in vocabulary.terms}
+    spellings.pop("", None)
+    return boost, spellings
+
+
+@functools.lru_cache(maxsize=16)
+def _respellings(vocabulary: Vocabulary, tokenizer: CharTokenizer) -> dict[tuple[str, ...], str]:
+    return vocabulary.respellings(tokenizer)
+
+
+def _respell_terms(hypothesis: Hypothesis, table: Mapping[tuple[str, ...], str]) -> Hypothesis:
+    """The hypothesis with each run of words spelling a term's sounds-like replaced by the
+    term's words: timed from the first to the last word they replace, their confidences
+    averaged (one for one when the counts agree)."""
+    words = hypothesis.words
+    runs = match_respellings([w.word for w in words], table)
+    if not runs:
+        return hypothesis
+    out: list[Word] = []
+    position = 0
+    for start, end, term in runs:
+        out.extend(words[position:start])
+        out.extend(_spread(words[start:end], term.split()))
+        position = end
+    out.extend(words[position:])
+    confidence = sum(w.confidence for w in out) / len(out) if out else 0.0
+    return Hypothesis(" ".join(w.word for w in out), tuple(out), confidence)
+
+
+def _spread(old: Sequence[Word], new: list[str]) -> list[Word]:
+    """``new`` words in the time ``old`` words took: the old words split into as many runs,
+    or, with more new words than old, the time split evenly."""
+    n, m = len(old), len(new)
+    if m <= n:
+        groups = [old[k * n // m : (k + 1) * n // m] for k in range(m)]
+        return [
+            Word(word, g[0].start, g[-1].end, sum(w.confidence for w in g) / len(g))
+            for word, g in zip(new, groups, strict=True)
+        ]
+    start, end = old[0].start, old[-1].end
+    confidence = sum(w.confidence for w in old) / n
+    step = (end - start) / m
+    return [
+        Word(word, start + k * step, start + (k + 1) * step, confidence)
+        for k, word in enumerate(new)
+    ]

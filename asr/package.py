@@ -8,7 +8,9 @@ Members, always in this order (the manifest first, so listing a directory reads 
 
     manifest.json      PackageManifest: identity, languages, metrics, sha256 of every other member
     config.json        {"model": ModelConfig.to_dict(), "features": FeatureConfig.to_dict(),
-                        optional "decoding": the decoder settings tuned for this model}
+                        optional "decoding": the decoder settings tuned for this model, and
+                        optionally its vocabulary: "vocabulary": [{"term": "metformin",
+                        "sounds_like": ["met form in"], "weight": 1.0}, ...] (asr.vocabulary)}
     tokenizer.json     CharTokenizer.to_dict()
     lm.json            optional language model, an opaque JSON object (asr.lm owns its format)
     model.safetensors  the state dict (safetensors: no pickle, so loading runs no code)
@@ -69,6 +71,7 @@ from asr.manifest import read_manifest as read_manifest
 from asr.manifest import read_member as _read_member
 from asr.model import CTCModel, ModelConfig
 from asr.tokenizer import CharTokenizer
+from asr.vocabulary import Vocabulary
 from durable import atomic_path
 
 _TAR_MTIME = 0
@@ -86,7 +89,8 @@ class ModelPackage:
     state_dict: dict[str, torch.Tensor]
     lm: dict[str, Any] | None = None
     path: Path | None = None
-    decoding: dict[str, Any] | None = None  # asr.inference.DecodeOptions fields
+    # asr.inference.DecodeOptions fields; "vocabulary" as Vocabulary.to_dicts() rows
+    decoding: dict[str, Any] | None = None
 
     def build_model(self) -> CTCModel:
         """A ``CTCModel`` with these weights, in eval mode (for kind "asr")."""
@@ -102,11 +106,16 @@ _DECODING_TYPES: dict[str, tuple[type, ...]] = {
     "word_bonus": (int, float),
     "snap": (bool,),
     "oov_penalty": (int, float),
+    "vocabulary": (list,),
 }
 
 
-def check_decoding(decoding: Any) -> dict[str, Any]:
-    """The decoder settings of a package: known fields with the right types, or ValueError."""
+def check_decoding(decoding: Any, tokenizer: CharTokenizer | None = None) -> dict[str, Any]:
+    """The decoder settings of a package: known fields with the right types, or ValueError.
+
+    A ``vocabulary`` is parsed (asr.vocabulary.Vocabulary.parse) and given back in its
+    canonical form (whitespace squeezed, every field present); with ``tokenizer`` every term
+    must be spellable by it (``Vocabulary.check_spellable``)."""
     if not isinstance(decoding, dict):
         raise ValueError("decoding must be a JSON object")
     unknown = set(decoding) - set(_DECODING_TYPES)
@@ -122,7 +131,16 @@ def check_decoding(decoding: Any) -> dict[str, Any]:
     penalty = decoding.get("oov_penalty", 0.0)
     if not (math.isfinite(penalty) and penalty >= 0):
         raise ValueError("decoding.oov_penalty must be a finite number, 0 or more")
-    return dict(decoding)
+    checked = dict(decoding)
+    if "vocabulary" in decoding:
+        try:  # VocabularyError: "vocabulary[3]: weight must be ..."
+            vocabulary = Vocabulary.parse(decoding["vocabulary"])
+            if tokenizer is not None:
+                vocabulary.check_spellable(tokenizer)
+        except ValueError as err:
+            raise ValueError(f"decoding.{err}") from None
+        checked["vocabulary"] = vocabulary.to_dicts()
+    return checked
 
 
 def write_package(
@@ -159,7 +177,7 @@ def write_package(
     }
     if decoding is not None:
         try:
-            config["decoding"] = check_decoding(decoding)
+            config["decoding"] = check_decoding(decoding, tokenizer)
         except ValueError as err:
             raise PackageError(target, str(err)) from None
     members = {CONFIG: _json_bytes(config), TOKENIZER: _json_bytes(tokenizer.to_dict())}
@@ -250,10 +268,10 @@ def read_package(path: Path) -> ModelPackage:
     try:
         if not {"model", "features"} <= set(config) <= {"model", "features", "decoding"}:
             raise ValueError("config.json holds 'model', 'features' and optionally 'decoding'")
-        decoding = check_decoding(config["decoding"]) if "decoding" in config else None
         model_config = ModelConfig.from_dict(config["model"])
         feature_config = FeatureConfig(**config["features"])
         tokenizer = CharTokenizer.from_dict(tokenizer_data)
+        decoding = check_decoding(config["decoding"], tokenizer) if "decoding" in config else None
     except (ValueError, TypeError) as err:
         raise PackageError(path, f"bad config or tokenizer: {err}") from None
     try:
