@@ -115,8 +115,13 @@ GROUPS: dict[str, LazyGroup] = {
         ("app.training.cli:train_app",),
     ),
     "custom": LazyGroup(
-        "Custom models of resellers: create, list, show, archive; their training data.",
-        ("app.custom.cli:custom_app",),
+        "Custom models of resellers: create, list, archive; their training data, vocabulary, "
+        "training, versions (publish, roll back), sharing and usage.",
+        (
+            "app.custom.cli:custom_app",
+            "app.custom.cli_versions:versions_app",
+            "app.training.custom_cli:custom_training_app",
+        ),
     ),
     "models": LazyGroup(
         "Model versions trained here: inspect, promote, demote, reject.",

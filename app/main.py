@@ -13,8 +13,11 @@ from app.billing.endpoints import router as billing_router
 from app.compliance.audit_endpoints import router as audit_signing_router
 from app.compliance.checkpoints import open_signing_key
 from app.compliance.endpoints import router as compliance_router
+from app.custom import serving as custom_serving
+from app.custom.contrib_endpoints import router as custom_contrib_router
 from app.custom.endpoints import PAIR_BODY_LIMIT as CUSTOM_PAIR_BODY_LIMIT
 from app.custom.endpoints import router as custom_router
+from app.custom.version_endpoints import router as custom_versions_router
 from app.datasets.endpoints import router as datasets_router
 from app.engine.endpoints import router as models_router
 from app.engine.registry import open_model_registry
@@ -39,6 +42,7 @@ from app.sampling.endpoints import router as sampling_router
 from app.sampling.policy import load_sampling_config
 from app.tenancy.auth import authenticate
 from app.tenancy.endpoints import router as tenancy_router
+from app.training.custom_endpoints import router as custom_training_router
 from app.training.endpoints import jobs_router as training_jobs_router
 from app.training.endpoints import versions_router as model_versions_router
 from app.usage.endpoints import router as usage_router
@@ -67,6 +71,10 @@ def guard_rules(settings: Settings) -> GuardRules:
             ),
             ("POST", "/v1/governance/ledger/events"): LEDGER_MAX_BODY_BYTES,
             ("POST", "/v1/governance/custom-models/{model_id}/data"): CUSTOM_PAIR_BODY_LIMIT,
+            (
+                "POST",
+                "/v1/projects/{project_id}/custom-models/{model_id}/data",
+            ): CUSTOM_PAIR_BODY_LIMIT,
             (
                 "POST",
                 "/v1/governance/custom-models/{model_id}/data/archive",
@@ -113,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signer = open_signing_key(settings)
     app.state.sampling = load_sampling_config(settings)
     app.state.models = registry
+    app.state.visible_restricted = custom_serving.visible_to
     app.state.listen = ListenRuntime(
         models=registry,
         transcribers=TranscriberCache(),
@@ -145,6 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         model_versions_router,
         models_router,
         custom_router,
+        custom_versions_router,
+        custom_training_router,
+        custom_contrib_router,
         listen_router,
     ):
         app.include_router(router)

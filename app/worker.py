@@ -12,6 +12,7 @@ workers first). A worker that just ran a job looks for the next one at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import signal
@@ -31,7 +32,7 @@ from app.compliance.checkpoints import (
 )
 from app.erasure.service import purge_expired
 from app.kit.crypto.signing import SigningKey
-from app.kit.db import create_db_engine, make_sessionmaker, session_scope
+from app.kit.db import create_db_engine, make_sessionmaker, session_scope, utcnow
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
 from app.ledger.seals import verify_seals
@@ -121,6 +122,38 @@ def flag_tainted_models(
                 "model versions trained on tainted sets flagged",
                 extra={"fields": {"versions": [str(v.id) for v in flagged]}},
             )
+
+
+# A received upload is read right after its last PATCH is answered; one still unread after
+# this long lost its server (a restart, a crash) and the worker reads it.
+UPLOAD_VALIDATION_STALE_SECONDS = 300.0
+
+
+def resume_upload_validations(
+    factory: sessionmaker[Session],
+    store: SampleStore,
+    settings: Settings,
+    *,
+    stale_seconds: float = UPLOAD_VALIDATION_STALE_SECONDS,
+) -> int:
+    """Read the custom-model uploads whose server stopped before reading them."""
+    from app.custom import uploads
+
+    with session_scope(factory) as session:
+        cutoff = utcnow() - dt.timedelta(seconds=stale_seconds)
+        stale = uploads.stale_validations(session, older_than=cutoff)
+    if not stale:
+        return 0
+    scorers = uploads.ScorerCache(settings)
+    for upload_id in stale:
+        outcome = uploads.validate_upload(
+            factory, store, upload_id, scorer=scorers.for_upload(factory, upload_id), actor="worker"
+        )
+        log.info(
+            "upload validated",
+            extra={"fields": {"upload_id": str(upload_id), "status": outcome}},
+        )
+    return len(stale)
 
 
 def load_executor() -> Executor | None:
@@ -219,6 +252,10 @@ def _loop(
             flag_tainted_models(factory, store, settings)
         except Exception:
             log.exception("task failed", extra={"fields": {"task": "flag_tainted_models"}})
+        try:
+            resume_upload_validations(factory, store, settings)
+        except Exception:
+            log.exception("task failed", extra={"fields": {"task": "upload_validations"}})
         ran_job = False
         if jobs:
             try:

@@ -197,6 +197,7 @@ def make_tenant(
     contract_opt_out: bool = False,
     scopes: list[str] | None = None,
     name: str = "Acme",
+    reseller_id: str | uuid.UUID | None = None,
 ) -> Tenant:
     with db.session() as session:
         org = tenancy.create_organization(
@@ -206,6 +207,7 @@ def make_tenant(
             actor="test",
             contract_rates=contract_rates,
             contract_opt_out=contract_opt_out,
+            reseller_id=uuid.UUID(str(reseller_id)) if reseller_id is not None else None,
         )
         project = tenancy.create_project(
             session, organization_id=org.id, name=f"{name} project", actor="test"

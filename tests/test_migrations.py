@@ -33,7 +33,7 @@ class TestMigrations:
             prices = conn.execute(text("SELECT count(*) FROM price_book")).scalar()
         engine.dispose()
         assert revision in current_heads()
-        assert prices == 2  # seed rows come back with the upgrade
+        assert prices == 4  # seed rows (the plans' rates and their custom tier) come back
 
     def test_schema_matches_the_tables(self, empty_db_url: str) -> None:
         """No model change without a migration: autogenerate finds nothing to do."""

@@ -1,5 +1,9 @@
 """``mip custom``: resellers' custom models (create, list, show, archive) and their training
-pairs (upload, data, remove-data).
+pairs (upload, data, remove-data, upload-archive).
+
+The rest of the group's life cycle lives beside it and joins it in ``app/cli.py``'s
+``GROUPS["custom"]``: the data set, vocabulary, versions, sharing and usage in
+``app/custom/cli_versions.py``; training and its jobs in ``app/training/custom_cli.py``.
 
 The CLI acts as staff: every reseller's models; `--reseller` names the owner. Exit status: 0
 success; 1 a refused action (a name taken, archived already); 2 bad input.
@@ -21,16 +25,18 @@ if TYPE_CHECKING:  # imported lazily at run time: `mip custom --help` loads no t
     from asr.pairs import TranscriptScorer
 
 custom_app = typer.Typer(
-    help="Custom models of resellers: create, list, show, archive; their training data."
+    help="Custom models of resellers: create, list, archive; their training data, vocabulary, "
+    "training, versions (publish, roll back), sharing and usage."
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with ids) for scripts.")]
 
 
-def _out(model: Any) -> dict[str, Any]:
-    from app.custom.schemas import CustomModelRead
+def _out(session: Any, model: Any) -> dict[str, Any]:
+    """The model as the HTTP API shows it, with its published version's number."""
+    from app.custom.versions import read_model
 
-    return CustomModelRead.of(model).model_dump(mode="json")
+    return read_model(session, model).model_dump(mode="json")
 
 
 @custom_app.command("create")
@@ -66,7 +72,7 @@ def create(
                 base=base,
                 actor=CLI_ACTOR,
             )
-            out = _out(model)
+            out = _out(session, model)
     print_json(out) if json_output else print_record("Custom model created", out)
 
 
@@ -88,7 +94,7 @@ def list_models(
             limit=limit,
             offset=0,
         )
-        models = [_out(row) for row in rows]
+        models = [_out(session, row) for row in rows]
     if json_output:
         print_json({"models": models, "total": total})
         return
@@ -119,7 +125,7 @@ def show(
     from app.custom import service
 
     with exit_on_error(), cli_session() as session:
-        out = _out(service.get_visible_model(session, None, uuid.UUID(model)))
+        out = _out(session, service.get_visible_model(session, None, uuid.UUID(model)))
     print_json(out) if json_output else print_record("Custom model", out)
 
 
@@ -128,11 +134,12 @@ def archive(
     model: Annotated[str, typer.Argument(help="The model's id.")], json_output: JsonOpt = False
 ) -> None:
     """Archive a custom model: no more uploads, training or serving (its history stays)."""
-    from app.custom import service
+    from app.custom import service, versions
+    from app.kit.settings import get_settings
 
     with exit_on_error(), cli_session() as session:
         row = service.get_visible_model(session, None, uuid.UUID(model))
-        out = _out(service.archive_model(session, row, actor=CLI_ACTOR))
+        out = _out(session, versions.archive(session, get_settings(), row, actor=CLI_ACTOR))
     print_json(out) if json_output else print_record("Custom model archived", out)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,9 @@ from app.kit.crypto import decrypt_stream, encrypt_stream
 from app.kit.db import utcnow
 from app.kit.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from app.kit.text import check_storable
-from app.samples.keys import custom_model_key
+from app.samples.keys import active_data_key, custom_model_key, key_resolver
 from app.samples.runtime import SampleStore
+from app.samples.service import blob_prefix
 from app.tables.custom import CustomDataFile, CustomModel
 from asr.pairs import PairReport, TranscriptScorer, check_pair
 from curation.archives import (
@@ -41,8 +42,8 @@ from curation.archives import (
     open_training_archive,
 )
 
-# Statuses in which the data set may change (the confirmed set is frozen by a later step).
-OPEN_FOR_DATA = frozenset({"collecting", "validating", "ready_to_train", "failed", "published"})
+# Statuses in which the data set may change, unless it is confirmed (frozen: reopen it first).
+OPEN_FOR_DATA = frozenset({"collecting", "validating", "failed", "published", "testing"})
 MAX_TRANSCRIPT_BYTES = 64 * 1024
 MAX_NAME = 255
 
@@ -60,15 +61,50 @@ class DataFileNotFound(NotFound):
         super().__init__(f"Training file {file_id} not found.")
 
 
-def _context(model: CustomModel, file_id: uuid.UUID, kind: str) -> dict[str, str]:
-    return {"custom_model": str(model.id), "file": str(file_id), "kind": kind}
+def _context(
+    model: CustomModel, file_id: uuid.UUID, kind: str, organization_id: uuid.UUID | None = None
+) -> dict[str, str]:
+    context = {"custom_model": str(model.id), "file": str(file_id), "kind": kind}
+    if organization_id is not None:  # a contribution: bound to its organization too
+        context["organization"] = str(organization_id)
+    return context
 
 
-def _blob_key(model: CustomModel, file_id: uuid.UUID, kind: str) -> str:
+def _blob_key(
+    model: CustomModel, file_id: uuid.UUID, kind: str, organization_id: uuid.UUID | None = None
+) -> str:
+    if organization_id is not None:
+        # Under the organization's prefix: its erasure deletes the prefix, contributions too.
+        return f"{blob_prefix(organization_id)}custom/{model.id}/{file_id}.{kind}"
     return f"custom/{model.reseller_id}/{model.id}/{file_id}.{kind}"
 
 
+def _sealing_key(
+    session: Session, store: SampleStore, model: CustomModel, organization_id: uuid.UUID | None
+) -> tuple[bytes, int]:
+    """(key, version) a new file is sealed with: the model's own key, or for an
+    organization's contribution that organization's current data key."""
+    if organization_id is None:
+        return custom_model_key(model, store.keys, store.cache), 1
+    active = active_data_key(session, store.keys, store.cache, organization_id)
+    return active.key, active.version
+
+
+def _opening_key(
+    session: Session, store: SampleStore, model: CustomModel, record: CustomDataFile
+) -> Callable[[int], bytes]:
+    if record.organization_id is None:
+        key = custom_model_key(model, store.keys, store.cache)
+        return lambda _version: key
+    return key_resolver(session, store.keys, store.cache, record.organization_id)
+
+
 def check_open(model: CustomModel) -> None:
+    if model.data_hash is not None:
+        raise DataNotAccepted(
+            f"The data set of {model.name} is confirmed and frozen; reopen it "
+            f"(POST /v1/governance/custom-models/{model.id}/data/reopen) to change it."
+        )
     if model.status not in OPEN_FOR_DATA:
         raise DataNotAccepted(
             f"Custom model {model.name} is {model.status}: it takes no training data now."
@@ -106,8 +142,13 @@ def upload_pair(
     speaker: str | None,
     scorer: TranscriptScorer | None,
     actor: str,
+    organization_id: uuid.UUID | None = None,
 ) -> CustomDataFile:
-    """Validate one pair, seal it if its audio decodes, record the verdict (audited)."""
+    """Validate one pair, seal it if its audio decodes, record the verdict (audited).
+
+    ``organization_id``: an organization the model is shared with contributes the pair; it is
+    sealed under that organization's data key and goes with the organization's erasure.
+    """
     check_open(model)
     # One writer of the model's key and of its duplicate set at a time.
     session.refresh(model, with_for_update=True)
@@ -122,6 +163,7 @@ def upload_pair(
         scorer=scorer,
         actor=actor,
         seen=set(accepted_hashes(session, model.id)),
+        organization_id=organization_id,
     )
     try:
         session.flush()
@@ -140,6 +182,7 @@ def upload_pair(
             "status": record.status,
             "reasons": [reason["code"] for reason in record.reasons],
             "seconds": record.duration_seconds,
+            "organization_id": str(organization_id) if organization_id else None,
         },
     )
     return record
@@ -251,6 +294,7 @@ def _add_pair(
     scorer: TranscriptScorer | None,
     actor: str,
     seen: set[str],
+    organization_id: uuid.UUID | None = None,
 ) -> CustomDataFile:
     """Check one pair against ``seen`` (accepted audio hashes, updated), seal it, add it."""
     if not name or len(name) > MAX_NAME:
@@ -271,29 +315,23 @@ def _add_pair(
         model_id=model.id,
         name=name,
         speaker=speaker,
+        organization_id=organization_id,
         uploaded_by=actor,
         audio_bytes=len(audio),
         **_measures(report),
     )
     if report.audio_sha256 is not None:  # the audio decoded: it is kept, sealed
-        key = custom_model_key(model, store.keys, store.cache)
-        record.audio_blob_key = _blob_key(model, file_id, "audio")
-        record.transcript_blob_key = _blob_key(model, file_id, "transcript")
-        store.blobs.put(
-            record.audio_blob_key,
-            encrypt_stream(
-                [audio], key=key, key_version=1, context=_context(model, file_id, "audio")
-            ),
-        )
-        store.blobs.put(
-            record.transcript_blob_key,
-            encrypt_stream(
-                [(transcript or "").encode()],
-                key=key,
-                key_version=1,
-                context=_context(model, file_id, "transcript"),
-            ),
-        )
+        key, version = _sealing_key(session, store, model, organization_id)
+        for kind, content in (("audio", audio), ("transcript", (transcript or "").encode())):
+            blob_key = _blob_key(model, file_id, kind, organization_id)
+            context = _context(model, file_id, kind, organization_id)
+            store.blobs.put(
+                blob_key, encrypt_stream([content], key=key, key_version=version, context=context)
+            )
+            if kind == "audio":
+                record.audio_blob_key = blob_key
+            else:
+                record.transcript_blob_key = blob_key
     session.add(record)
     model.updated_at = utcnow()
     return record
@@ -354,18 +392,32 @@ def remove_file(
     return record
 
 
-def read_transcript(store: SampleStore, model: CustomModel, record: CustomDataFile) -> str:
-    if record.transcript_blob_key is None:
+def _open(
+    session: Session, store: SampleStore, model: CustomModel, record: CustomDataFile, kind: str
+) -> bytes:
+    blob_key = record.audio_blob_key if kind == "audio" else record.transcript_blob_key
+    if blob_key is None:
         raise DataFileNotFound(record.id)
-    key = custom_model_key(model, store.keys, store.cache)
-    plain = b"".join(
+    return b"".join(
         decrypt_stream(
-            store.blobs.get(record.transcript_blob_key),
-            key_for=lambda _version: key,
-            context=_context(model, record.id, "transcript"),
+            store.blobs.get(blob_key),
+            key_for=_opening_key(session, store, model, record),
+            context=_context(model, record.id, kind, record.organization_id),
         )
     )
-    return plain.decode()
+
+
+def read_transcript(
+    session: Session, store: SampleStore, model: CustomModel, record: CustomDataFile
+) -> str:
+    return _open(session, store, model, record, "transcript").decode()
+
+
+def read_audio(
+    session: Session, store: SampleStore, model: CustomModel, record: CustomDataFile
+) -> bytes:
+    """The file's audio as uploaded (for a training job's scratch space only)."""
+    return _open(session, store, model, record, "audio")
 
 
 def data_report(session: Session, model: CustomModel) -> dict[str, Any]:
@@ -399,6 +451,52 @@ def data_report(session: Session, model: CustomModel) -> dict[str, Any]:
     }
 
 
+def erase_contributions(session: Session, organization_id: uuid.UUID, *, actor: str) -> int:
+    """An organization's erasure: its contributed pairs are ``removed`` (their objects went
+    with its blob prefix, their key with its data keys), and a confirmed data set that held
+    one is reopened, so no new version can be trained on what was erased. Returns how many."""
+    records = session.scalars(
+        select(CustomDataFile).where(
+            CustomDataFile.organization_id == organization_id,
+            CustomDataFile.status != "removed",
+        )
+    ).all()
+    now = utcnow()
+    models: set[uuid.UUID] = set()
+    for record in records:
+        if record.status == "accepted":
+            models.add(record.model_id)
+        record.status = "removed"
+        record.removed_at = now
+        record.audio_blob_key = record.transcript_blob_key = None
+    session.flush()
+    for model_id in sorted(models, key=str):
+        model = session.get(CustomModel, model_id)
+        if model is None or model.data_hash is None:
+            continue
+        previous = model.data_hash
+        model.data_hash = model.data_confirmed_at = model.data_confirmed_by = None
+        model.data_files = None
+        model.data_seconds = None
+        if model.status == "ready_to_train":
+            model.status = "collecting"
+        model.updated_at = now
+        record_event(
+            session,
+            actor=actor,
+            action="custom_data.reopened",
+            target_type="custom_model",
+            target_id=str(model.id),
+            details={
+                "previous_hash": previous,
+                "reason": "erasure",
+                "organization_id": str(organization_id),
+            },
+        )
+    session.flush()
+    return len(records)
+
+
 def _delete_objects(store: SampleStore, record: CustomDataFile) -> None:
     for key in (record.audio_blob_key, record.transcript_blob_key):
         if key is not None:
@@ -411,8 +509,10 @@ __all__ = [
     "check_open",
     "data_report",
     "decode_transcript",
+    "erase_contributions",
     "get_file",
     "list_files",
+    "read_audio",
     "read_transcript",
     "remove_file",
     "upload_archive",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from app.custom import data, repository, service, uploads
+from app.custom import data, repository, service, uploads, versions
 from app.custom.schemas import (
     ArchiveUploadRead,
     CustomModelCreate,
@@ -128,7 +129,10 @@ def list_models(
         offset=page * limit,
     )
     return CustomModelList(
-        models=[CustomModelRead.of(row) for row in rows], total=total, page=page, limit=limit
+        models=[versions.read_model(session, row) for row in rows],
+        total=total,
+        page=page,
+        limit=limit,
     )
 
 
@@ -141,8 +145,8 @@ def list_models(
     ),
     responses=error_responses(400, 401, 403, 404),
 )
-def get_model(model: ModelReader) -> CustomModelRead:
-    return CustomModelRead.of(model)
+def get_model(model: ModelReader, session: SessionDep) -> CustomModelRead:
+    return versions.read_model(session, model)
 
 
 @router.post(
@@ -157,9 +161,10 @@ def get_model(model: ModelReader) -> CustomModelRead:
     responses=error_responses(400, 401, 403, 404, 409),
 )
 def archive_model(
-    model: ModelWriter, session: SessionDep, principal: ResellerOrStaff
+    model: ModelWriter, session: SessionDep, principal: ResellerOrStaff, settings: SettingsDep
 ) -> CustomModelRead:
-    return CustomModelRead.of(service.archive_model(session, model, actor=principal.actor))
+    versions.archive(session, settings, model, actor=principal.actor)
+    return versions.read_model(session, model)
 
 
 # --- training data --------------------------------------------------------------------------
@@ -240,6 +245,33 @@ async def upload_pair(
     registry: RegistryDep,
 ) -> DataFileRead:
     data.check_open(model)
+    pair = await read_pair(request)
+    record = await run_in_threadpool(
+        data.upload_pair,
+        session,
+        store,
+        model,
+        name=pair.name,
+        audio=pair.audio,
+        transcript=pair.transcript,
+        speaker=pair.speaker,
+        scorer=scorer_for(registry, model),
+        actor=principal.actor,
+    )
+    return DataFileRead.of(record)
+
+
+@dataclass(frozen=True, slots=True)
+class PairForm:
+    name: str
+    audio: bytes
+    transcript: str | None
+    speaker: str | None
+
+
+async def read_pair(request: Request) -> PairForm:
+    """The multipart body of one pair (within PAIR_BODY_LIMIT): audio, transcript, name,
+    speaker; 400 for a missing audio part or text the databases cannot store."""
     form = await read_multipart(request, PAIR_BODY_LIMIT, max_files=2, what="the pair")
     try:
         upload = form.get("audio")
@@ -256,19 +288,7 @@ async def upload_pair(
     for field, value in (("name", name), ("speaker", speaker)):
         if value is not None:
             check_storable(field, value)
-    record = await run_in_threadpool(
-        data.upload_pair,
-        session,
-        store,
-        model,
-        name=name,
-        audio=audio,
-        transcript=transcript,
-        speaker=speaker or None,
-        scorer=scorer_for(registry, model),
-        actor=principal.actor,
-    )
-    return DataFileRead.of(record)
+    return PairForm(name, audio, transcript, speaker or None)
 
 
 ARCHIVE_MEDIA_TYPES = frozenset(
@@ -473,7 +493,8 @@ def tus_options(_model: ModelWriter, settings: SettingsDep) -> Response:
         "archive there in PATCHes (`Content-Type: application/offset+octet-stream`, "
         "`Upload-Offset`, optional `Upload-Checksum: sha1|sha256 <base64>`); after a cut "
         "connection HEAD tells the offset to resume from. Each PATCH is stored sealed or not at "
-        "all. When the last byte arrives the archive is read as `…/data/archive` does; "
+        "all. The last PATCH is answered at once and the upload is `validating`: its archive is "
+        "then read as `…/data/archive` does (by `mip worker` if the server stopped first); "
         "`GET …/uploads/{upload_id}` gives the outcome. Works with tus clients such as tuspy. "
         + _ACCESS.format(scope="custom_models:write", roles="`admin`")
     ),
@@ -563,6 +584,7 @@ async def tus_patch(
     principal: ResellerOrStaff,
     store: StoreDep,
     registry: RegistryDep,
+    background: BackgroundTasks,
     upload_offset: Annotated[str | None, Header(alias="Upload-Offset")] = None,
     upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
 ) -> Response:
@@ -587,9 +609,17 @@ async def tus_patch(
         offset=offset,
         chunk=chunk,
         checksum=upload_checksum,
-        scorer=scorer_for(registry, model),
         actor=principal.actor,
     )
+    if upload.status == "validating":  # the last byte: read the archive after answering
+        background.add_task(
+            uploads.validate_upload,
+            request.app.state.sessionmaker,
+            store,
+            upload.id,
+            scorer=scorer_for(registry, model),
+            actor=principal.actor,
+        )
     return Response(status_code=204, headers={**_TUS, "Upload-Offset": str(upload.upload_offset)})
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.tables.custom import CustomModel
+from app.tables.training import TrainingJob
 
 
 def get_model(session: Session, model_id: uuid.UUID) -> CustomModel | None:
@@ -42,3 +43,10 @@ def list_models(
         stmt.order_by(CustomModel.created_at.desc(), CustomModel.id).limit(limit).offset(offset)
     ).all()
     return page, total
+
+
+def has_active_job(session: Session, model_id: uuid.UUID) -> bool:
+    stmt = select(TrainingJob.id).where(
+        TrainingJob.custom_model_id == model_id, TrainingJob.status.in_(("queued", "running"))
+    )
+    return session.scalar(stmt.limit(1)) is not None

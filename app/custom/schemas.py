@@ -36,6 +36,26 @@ class CustomModelCreate(BaseModel):
     )
 
 
+class DataSetRead(BaseModel):
+    hash: str = Field(description="SHA-256 over the accepted files (ids, audio, transcripts)")
+    files: int
+    hours: float
+    confirmed_at: dt.datetime
+    confirmed_by: str
+
+    @classmethod
+    def of(cls, model: CustomModel) -> DataSetRead | None:
+        if model.data_hash is None or model.data_confirmed_at is None:
+            return None
+        return cls(
+            hash=model.data_hash,
+            files=model.data_files or 0,
+            hours=round((model.data_seconds or 0.0) / 3600, 6),
+            confirmed_at=model.data_confirmed_at,
+            confirmed_by=model.data_confirmed_by or "",
+        )
+
+
 class BaseModelRead(BaseModel):
     name: str
     version: str
@@ -58,9 +78,15 @@ class CustomModelRead(BaseModel):
     updated_at: dt.datetime
     created_by: str
     archived_at: dt.datetime | None
+    data_set: DataSetRead | None = Field(
+        default=None, description="The confirmed (frozen) data set; null until confirmed"
+    )
+    published_version: int | None = Field(
+        default=None, description="The version served now (null: none is published)"
+    )
 
     @classmethod
-    def of(cls, model: CustomModel) -> CustomModelRead:
+    def of(cls, model: CustomModel, *, published: int | None = None) -> CustomModelRead:
         return cls(
             id=model.id,
             reseller_id=model.reseller_id,
@@ -78,6 +104,8 @@ class CustomModelRead(BaseModel):
             updated_at=model.updated_at,
             created_by=model.created_by,
             archived_at=model.archived_at,
+            data_set=DataSetRead.of(model),
+            published_version=published,
         )
 
 
@@ -170,7 +198,10 @@ class ArchiveUploadRead(BaseModel):
 class UploadRead(BaseModel):
     id: uuid.UUID
     model_id: uuid.UUID
-    status: str = Field(description="uploading, complete or failed")
+    status: str = Field(
+        description="uploading; validating (all bytes received, the archive being read); "
+        "complete or failed"
+    )
     upload_length: int
     upload_offset: int
     metadata: dict[str, str]

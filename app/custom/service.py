@@ -186,3 +186,31 @@ def check_status(status: str | None) -> str | None:
             f"Unknown status {status!r}; expected one of {', '.join(CUSTOM_MODEL_STATUSES)}."
         )
     return status
+
+
+def training_ended(
+    session: Session, model_id: uuid.UUID | None, *, job_id: uuid.UUID, job_status: str
+) -> None:
+    """A custom model's job ended without a version (failed, cancelled): the model leaves
+    ``training`` — ``failed``, or back to where it was so its owner can train again."""
+    if model_id is None:
+        return
+    model = repository.get_model(session, model_id)
+    if model is None or model.status != "training":
+        return
+    if repository.has_active_job(session, model_id):  # another job is still on its way
+        return
+    if job_status == "failed":
+        model.status = "failed"
+    else:
+        model.status = "published" if model.published_version_id else "ready_to_train"
+    model.updated_at = utcnow()
+    session.flush()
+    record_event(
+        session,
+        actor=f"job:{job_id}",
+        action="custom_model.training_ended",
+        target_type="custom_model",
+        target_id=str(model.id),
+        details={"job_id": str(job_id), "job_status": job_status, "status": model.status},
+    )

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
 from app.custom import data
+from app.engine.registry import ModelRegistry, open_model_registry
 from app.kit.crypto import decrypt_stream, encrypt_stream
-from app.kit.db import utcnow
+from app.kit.db import session_scope, utcnow
 from app.kit.errors import BadRequest, Conflict, MIPError, NotFound, PayloadTooLarge
+from app.kit.settings import Settings
 from app.samples.keys import custom_model_key
 from app.samples.runtime import SampleStore
 from app.tables.custom import CustomModel, CustomUpload
@@ -155,10 +159,10 @@ def append(
     offset: int,
     chunk: bytes,
     checksum: str | None,
-    scorer: TranscriptScorer | None,
     actor: str,
 ) -> CustomUpload:
-    """Seal ``chunk`` at ``offset`` and move the offset; read the archive at the last byte."""
+    """Seal ``chunk`` at ``offset`` and move the offset; at the last byte the upload is
+    ``validating`` (its archive is read by :func:`validate_upload`)."""
     session.refresh(upload, with_for_update=True)  # one PATCH of an upload at a time
     if upload.status != "uploading":
         raise UploadGone(f"Upload {upload.id} is {upload.status}: it takes no more bytes.")
@@ -181,10 +185,64 @@ def append(
         upload.parts += 1
         upload.upload_offset += len(chunk)
     upload.updated_at = utcnow()
-    session.flush()
     if upload.upload_offset == upload.upload_length:
-        _finish(session, store, model, upload, scorer=scorer, actor=actor)
+        # Read after the answer (validate_upload): the last PATCH returns at once.
+        upload.status = "validating"
+        if model.status == "collecting":
+            model.status = "validating"
+            model.updated_at = upload.updated_at
+        record_event(
+            session,
+            actor=actor,
+            action="custom_upload.received",
+            target_type="custom_model",
+            target_id=str(model.id),
+            details={"upload_id": str(upload.id), "bytes": upload.upload_length},
+        )
+    session.flush()
     return upload
+
+
+def validate_upload(
+    factory: sessionmaker[Session],
+    store: SampleStore,
+    upload_id: uuid.UUID,
+    *,
+    scorer: TranscriptScorer | None,
+    actor: str,
+) -> str | None:
+    """Read a received upload's archive as an archive upload is read, in a transaction of its
+    own (after the last PATCH was answered, or by ``mip worker`` for one a crash left behind).
+    Returns the upload's final status, or None when another process got there first."""
+    with session_scope(factory) as session:
+        upload = session.get(CustomUpload, upload_id, with_for_update=True)
+        if upload is None or upload.status != "validating":
+            return None
+        model = session.get(CustomModel, upload.model_id, with_for_update=True)
+        if model is None:
+            return None
+        _finish(session, store, model, upload, scorer=scorer, actor=actor)
+        upload.updated_at = utcnow()
+        if model.status == "validating" and not _still_validating(session, model.id):
+            model.status = "collecting"
+            model.updated_at = upload.updated_at
+        session.flush()
+        return upload.status
+
+
+def _still_validating(session: Session, model_id: uuid.UUID) -> bool:
+    stmt = select(CustomUpload.id).where(
+        CustomUpload.model_id == model_id, CustomUpload.status == "validating"
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def stale_validations(session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:
+    """Uploads received but never read (their process stopped): ``mip worker`` reads them."""
+    stmt = select(CustomUpload.id).where(
+        CustomUpload.status == "validating", CustomUpload.updated_at < older_than
+    )
+    return list(session.scalars(stmt.order_by(CustomUpload.updated_at)))
 
 
 def terminate(
@@ -270,3 +328,30 @@ def _part_key(model: CustomModel, upload: CustomUpload, offset: int) -> str:
 
 def _part_context(model: CustomModel, upload: CustomUpload, offset: int) -> dict[str, str]:
     return {"custom_model": str(model.id), "upload": str(upload.id), "offset": str(offset)}
+
+
+class ScorerCache:
+    """Base models' transcript scorers for ``mip worker`` (which serves no model itself):
+    the model directories are read on first use, each base's scorer built once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._registry: ModelRegistry | None = None
+        self._scorers: dict[str, TranscriptScorer | None] = {}
+
+    def for_upload(
+        self, factory: sessionmaker[Session], upload_id: uuid.UUID
+    ) -> TranscriptScorer | None:
+        with session_scope(factory) as session:
+            upload = session.get(CustomUpload, upload_id)
+            model = session.get(CustomModel, upload.model_id) if upload else None
+            base = model.base_model_uuid if model else None
+        if base is None:
+            return None
+        if base not in self._scorers:
+            if self._registry is None:
+                self._registry = open_model_registry(self._settings)
+                self._registry.scan()
+            loaded = self._registry.get(base)
+            self._scorers[base] = TranscriptScorer(loaded.package) if loaded else None
+        return self._scorers[base]

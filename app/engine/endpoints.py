@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from app.engine.registry import ModelRegistry
 from app.engine.schemas import ModelsRead, SttModelRead
-from app.kit.deps import CurrentPrincipal
+from app.kit.deps import CurrentPrincipal, VisibleRestrictedModels
 from app.kit.openapi import error_responses
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -29,14 +29,16 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
     response_model=ModelsRead,
     summary="List the speech-to-text models this service serves",
     description=(
-        "The latest version of every installed model (`include_outdated=true`: every version). "
-        "Any valid project or staff key may call it."
+        "The latest version of every installed model (`include_outdated=true`: every version), "
+        "and the custom models shared with the caller's organization with the `view` "
+        "permission. Any valid project or staff key may call it."
     ),
     responses=_ERRORS,
 )
 def list_models(
     registry: RegistryDep,
     _principal: CurrentPrincipal,
+    visible: VisibleRestrictedModels,
     include_outdated: Annotated[
         bool, Query(description="also list versions that a newer one replaced")
     ] = False,
@@ -47,7 +49,8 @@ def list_models(
         for loaded in models:
             newest.setdefault(loaded.manifest.name, loaded.manifest.version)
         models = [m for m in models if m.manifest.version == newest[m.manifest.name]]
-    return ModelsRead(stt=[SttModelRead.of(m) for m in models], tts=[])
+    shared = [m for m in (registry.restricted(u) for u in sorted(visible)) if m is not None]
+    return ModelsRead(stt=[SttModelRead.of(m) for m in [*models, *shared]], tts=[])
 
 
 @router.get(
@@ -56,5 +59,12 @@ def list_models(
     summary="One model by its uuid",
     responses={**_ERRORS, **error_responses(specific={404: "No installed model has this uuid"})},
 )
-def get_model(model_id: str, registry: RegistryDep, _principal: CurrentPrincipal) -> SttModelRead:
-    return SttModelRead.of(registry.get_or_raise(model_id))
+def get_model(
+    model_id: str,
+    registry: RegistryDep,
+    _principal: CurrentPrincipal,
+    visible: VisibleRestrictedModels,
+) -> SttModelRead:
+    wanted = model_id.strip().lower()
+    shared = registry.restricted(wanted) if wanted in visible else None
+    return SttModelRead.of(shared or registry.get_or_raise(model_id))

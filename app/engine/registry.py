@@ -37,6 +37,10 @@ log = logging.getLogger("mip.engine")
 NO_SUCH_MODEL = "No such model/language/tier combination found."
 
 
+# A package with this tag (a reseller's custom model) is served only where it is shared.
+RESTRICTED_TAG = "custom"
+
+
 class NoSuchModel(BadRequest):
     def __init__(self) -> None:
         super().__init__(NO_SUCH_MODEL)
@@ -244,11 +248,31 @@ class ModelRegistry:
 
     # --- reading ---
 
-    def models(self) -> list[LoadedModel]:
-        """Every served ASR model, by name then newest version first."""
+    def models(self, *, include_restricted: bool = False) -> list[LoadedModel]:
+        """Every served ASR model, by name then newest version first.
+
+        A restricted package (a custom model's, tagged ``RESTRICTED_TAG``) is left out unless
+        asked for: it is served only to the organizations it is shared with, by uuid.
+        """
         with self._lock:
-            loaded = [e.model for e in self._entries.values() if e.model is not None]
+            loaded = [
+                e.model
+                for e in self._entries.values()
+                if e.model is not None and (include_restricted or not is_restricted(e.manifest))
+            ]
         return _by_name_newest_first(loaded)
+
+    def restricted(self, model_uuid: str) -> LoadedModel | None:
+        """A restricted package by uuid (the caller checked that it may be used)."""
+        wanted = model_uuid.strip().lower()
+        return next(
+            (
+                m
+                for m in self.models(include_restricted=True)
+                if m.manifest.uuid == wanted and is_restricted(m.manifest)
+            ),
+            None,
+        )
 
     def feature_kinds(self) -> frozenset[str]:
         with self._lock:
@@ -299,6 +323,10 @@ class ModelRegistry:
         best_rank = min(rank for rank, _ in candidates)
         pool = [loaded for rank, loaded in candidates if rank == best_rank]
         return max(pool, key=lambda m: version_order(m.manifest.version))
+
+
+def is_restricted(manifest: PackageManifest) -> bool:
+    return RESTRICTED_TAG in manifest.tags
 
 
 def _match_rank(wanted: str, m: PackageManifest) -> int | None:

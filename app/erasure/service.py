@@ -287,9 +287,17 @@ def _erase_blobs(session: Session, store: SampleStore, row: ErasureRequest) -> i
 
 
 def _erase_catalog(session: Session, _store: SampleStore, row: ErasureRequest) -> int:
-    return samples_repository.delete_in_scope(
+    removed = samples_repository.delete_in_scope(
         session, organization_id=row.organization_id, project_id=row.project_id
     )
+    if row.scope == "organization":  # training data it contributed to shared custom models
+        # Imported here: the custom data module loads torch, which `mip store` never needs.
+        from app.custom import data as custom_data
+
+        removed += custom_data.erase_contributions(
+            session, row.organization_id, actor=f"erasure:{row.id}"
+        )
+    return removed
 
 
 _ERASURE_STEPS = {"keys": _erase_keys, "blobs": _erase_blobs, "catalog": _erase_catalog}

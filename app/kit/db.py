@@ -12,9 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event, func, select
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    Select,
+    String,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -109,3 +120,11 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def utc_day(session: Session, column: Any) -> ColumnElement[str]:
+    """The UTC calendar day (``YYYY-MM-DD``) of a timestamp column, on either backend."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD", type_=String)
+    # SQLite stores the UTC time naive, as text: its date part is the UTC day.
+    return func.strftime("%Y-%m-%d", column, type_=String)

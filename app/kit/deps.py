@@ -8,7 +8,7 @@ import it (it sits below every domain), so the application factory hands the kit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,6 +21,10 @@ from app.kit.settings import Settings
 
 # (session, the Authorization header or None) -> the caller, or Unauthorized.
 Authenticator = Callable[[Session, str | None], Principal]
+# (session, the caller) -> uuids of the restricted packages (custom models) the caller may see.
+# The custom-model domain sits above the model directory; the factory installs its answer on
+# ``app.state.visible_restricted`` so that ``/v1/models`` can list them without importing it.
+VisibleRestricted = Callable[[Session, Principal], Collection[str]]
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -78,3 +82,14 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
         return principal
 
     return dependency
+
+
+def get_visible_restricted(
+    request: Request, session: SessionDep, principal: Annotated[Principal, Depends(get_principal)]
+) -> frozenset[str]:
+    """The restricted packages the caller may see (none unless the factory says otherwise)."""
+    visible: VisibleRestricted | None = getattr(request.app.state, "visible_restricted", None)
+    return frozenset(visible(session, principal)) if visible is not None else frozenset()
+
+
+VisibleRestrictedModels = Annotated[frozenset[str], Depends(get_visible_restricted)]

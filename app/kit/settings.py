@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="the largest training-data archive a custom model takes in one request",
     )
+    custom_min_hours: float = Field(
+        default=10.0,
+        ge=0,
+        description="hours of accepted audio a custom model's confirmed data set needs before "
+        "it can be trained",
+    )
     max_sample_seconds: float = Field(default=3600.0, gt=0)
     worker_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     worker_seal_check_interval_seconds: float = Field(

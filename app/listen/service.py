@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from app.engine.registry import LoadedModel, ModelRegistry
+from app.custom import serving as custom_serving
+from app.engine.registry import LoadedModel, ModelRegistry, NoSuchModel
 from app.kit.auth import Principal
 from app.kit.errors import MIPError, PayloadTooLarge, TooManyRequests
 from app.ledger.schemas import LedgerEventIn
@@ -118,6 +119,7 @@ class ListenRequest:
     created: dt.datetime
     params: ListenParams | None = None
     model: LoadedModel | None = None
+    custom: custom_serving.Grant | None = None  # the custom model that served it, if one did
     duration: float = 0.0
     channels: int = 1
     features: list[str] = field(default_factory=list)
@@ -138,12 +140,11 @@ def transcribe(
     """The Deepgram response body for ``audio``; writes the ledger row (and maybe a sample)."""
     params = request.params
     assert params is not None  # parsed by the endpoint before the body is read
-    model = runtime.models.resolve(
-        model=params.model, language=params.language, version=params.version
-    )
+    model = _resolve(session, runtime, request, params)
     request.model = model
     require_feature_models(params.feature_models, runtime.models.feature_kinds())
-    runtime.transcribers.prune([m.key.uuid for m in runtime.models.models()])
+    served = runtime.models.models(include_restricted=True)
+    runtime.transcribers.prune([m.key.uuid for m in served])
     transcriber = runtime.transcribers.get(model)
     _check_boost(params, transcriber)
     try:
@@ -170,6 +171,32 @@ def transcribe(
     if entry.sample_selected:
         _keep(session, runtime.store, entry=entry, audio=audio, body=body)
     return body
+
+
+def _resolve(
+    session: Session, runtime: ListenRuntime, request: ListenRequest, params: ListenParams
+) -> LoadedModel:
+    """The organization's custom model when the request names one shared with it for use (or
+    names none and it has a default one), else the served model the parameters name."""
+    organization_id = request.principal.organization_id
+    grant = (
+        None
+        if organization_id is None
+        else custom_serving.choose(session, organization_id, requested=params.model)
+    )
+    if grant is None:
+        return runtime.models.resolve(
+            model=params.model, language=params.language, version=params.version
+        )
+    model = runtime.models.restricted(grant.package_uuid)
+    if model is None:  # published a moment ago, before the directory's next poll
+        runtime.models.scan()
+        model = runtime.models.restricted(grant.package_uuid)
+    languages = {code.split("-")[0] for code in model.manifest.languages} if model else set()
+    if model is None or (params.language and params.language.split("-")[0] not in languages):
+        raise NoSuchModel()
+    request.custom = grant
+    return model
 
 
 def _check_boost(params: ListenParams, transcriber: Transcriber) -> None:
@@ -228,11 +255,10 @@ def ledger_event(request: ListenRequest, *, status: int) -> LedgerEventIn:
         created=request.created,
         endpoint="/v1/listen",
         method="sync",
-        model=model.key.name
-        if model
-        else (params.model if params and params.model else UNKNOWN_MODEL)[:128],
+        model=_model_name(request),
         model_uuid=model.key.uuid if model else None,
         model_version=model.key.version if model else None,
+        model_tier=custom_serving.PRICE_TIER if request.custom else "standard",
         language=params.language[:32] if params and params.language else None,
         features=params.features if params else [],
         tags=[t[:128] for t in params.tags] if params else [],
@@ -241,6 +267,15 @@ def ledger_event(request: ListenRequest, *, status: int) -> LedgerEventIn:
         status=status,
         mip_opt_out=mip_opt_out,
     )
+
+
+def _model_name(request: ListenRequest) -> str:
+    if request.custom is not None:
+        return request.custom.model_name
+    if request.model is not None:
+        return request.model.key.name
+    params = request.params
+    return (params.model if params and params.model else UNKNOWN_MODEL)[:128]
 
 
 def response_body(

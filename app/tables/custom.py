@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -65,6 +67,15 @@ class CustomModel(Base):
     # The model's data key (its training data is sealed under it), wrapped by the KEK.
     data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
     data_kek_version: Mapped[str | None] = mapped_column(String(256))
+    # The confirmed data set: frozen by its content hash (files, audio and transcript hashes).
+    data_hash: Mapped[str | None] = mapped_column(String(64))
+    data_files: Mapped[int | None] = mapped_column(Integer)
+    data_seconds: Mapped[float | None] = mapped_column(Float)
+    data_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    data_confirmed_by: Mapped[str | None] = mapped_column(String(100))
+    # The vocabulary the next version is trained and decoded with (asr.vocabulary rows).
+    vocabulary: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    published_version_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 CUSTOM_DATA_STATUSES = ("accepted", "rejected", "removed")
@@ -91,6 +102,11 @@ class CustomDataFile(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     speaker: Mapped[str | None] = mapped_column(String(128))
+    # Set when an organization the model is shared with contributed the pair: it is sealed
+    # under that organization's data key and goes with the organization's erasure.
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     audio_format: Mapped[str | None] = mapped_column(String(16))
@@ -109,7 +125,7 @@ class CustomDataFile(Base):
     removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
-CUSTOM_UPLOAD_STATUSES = ("uploading", "complete", "failed", "terminated")
+CUSTOM_UPLOAD_STATUSES = ("uploading", "validating", "complete", "failed", "terminated")
 
 
 class CustomUpload(Base):
@@ -141,4 +157,87 @@ class CustomUpload(Base):
     result: Mapped[dict[str, object] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+CUSTOM_VERSION_STATUSES = ("candidate", "published", "retired", "rejected")
+
+
+class CustomModelVersion(Base):
+    """One trained version of a custom model: immutable once written, numbered per model.
+
+    It records what it was built from (data-set hash, vocabulary, base model, settings), its
+    test against the standard model, and its package (a ``.dg`` sealed in the blob store,
+    installed in the models directory while it is published).
+    """
+
+    __tablename__ = "custom_model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "number"),
+        UniqueConstraint("package_uuid"),
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in CUSTOM_VERSION_STATUSES)),
+            name="status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_models.id", ondelete="RESTRICT"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    package_uuid: Mapped[str] = mapped_column(String(36))
+    package_name: Mapped[str] = mapped_column(String(128))
+    package_version: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(300))
+    blob_key: Mapped[str] = mapped_column(String(512))
+    package_sha256: Mapped[str] = mapped_column(String(64))
+    data_hash: Mapped[str] = mapped_column(String(64))
+    data_files: Mapped[int] = mapped_column(Integer)
+    data_seconds: Mapped[float] = mapped_column(Float)
+    vocabulary: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    base_model: Mapped[dict[str, Any]] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    test: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report_blob_key: Mapped[str | None] = mapped_column(String(512))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    published_by: Mapped[str | None] = mapped_column(String(100))
+
+
+ASSIGNMENT_MODES = ("default", "optional")
+PERMISSIONS = ("view", "use", "contribute")
+
+
+class CustomModelAssignment(Base):
+    """A custom model shared with one organization of its reseller.
+
+    ``mode`` default: used when a request of the organization names no model; optional: when
+    it names this one. Active while ``revoke_at`` is unset or still ahead: a revocation,
+    immediate or scheduled, takes effect on the next request without a restart.
+    """
+
+    __tablename__ = "custom_model_assignments"
+    __table_args__ = (
+        UniqueConstraint("model_id", "organization_id"),
+        CheckConstraint("mode IN ('default', 'optional')", name="mode"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_models.id", ondelete="RESTRICT"), index=True
+    )
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    mode: Mapped[str] = mapped_column(String(16))
+    can_view: Mapped[bool] = mapped_column(Boolean, default=True)
+    can_use: Mapped[bool] = mapped_column(Boolean, default=True)
+    can_contribute: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoke_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

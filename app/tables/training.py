@@ -41,12 +41,19 @@ class TrainingJob(Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
         ),
         Index("ix_training_jobs_status_created", "status", "created_at"),
+        # A job trains either a training set (a new base version) or a custom model.
+        CheckConstraint(
+            "(training_set_id IS NULL) <> (custom_model_id IS NULL)", name="one_subject"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     base_model: Mapped[str] = mapped_column(String(200))  # a model name, alias or uuid
-    training_set_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("training_sets.id"))
+    training_set_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("training_sets.id"))
+    custom_model_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("custom_models.id"), index=True
+    )
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

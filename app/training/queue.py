@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
+from app.custom import service as custom_service
 from app.datasets.service import check_trainable
 from app.kit.db import session_scope, utcnow
 from app.kit.settings import Settings
@@ -276,6 +277,10 @@ def reap_stale(
                 values = {"status": "failed", "error": message, "finished_at": now}
             if not repository.release(session, job, cutoff=cutoff, values=values):
                 continue  # it heart-beat or finished meanwhile
+            if outcome != "requeued":
+                custom_service.training_ended(
+                    session, job.custom_model_id, job_id=job.id, job_status=outcome
+                )
             repository.add_log(
                 session,
                 job.id,
@@ -313,7 +318,8 @@ def _check_training_set(ctx: JobContext) -> None:
     # Erasure may have tainted the set since submission: it must not feed training now.
     with session_scope(ctx.factory) as session:
         job = session.get(TrainingJob, ctx.job_id)
-        training_set = session.get(TrainingSet, job.training_set_id) if job else None
+        set_id = job.training_set_id if job else None
+        training_set = session.get(TrainingSet, set_id) if set_id is not None else None
         if training_set is not None:
             check_trainable(training_set)
 
@@ -396,6 +402,11 @@ def _finish(ctx: JobContext, ending: _Ending) -> None:
         }[status]
         level = {"failed": "error", "requeued": "warning"}.get(status, "info")
         repository.add_log(session, ctx.job_id, level=level, message=message)
+        if status in ("failed", "cancelled"):
+            job = repository.get_job(session, ctx.job_id)
+            custom_service.training_ended(
+                session, job.custom_model_id if job else None, job_id=ctx.job_id, job_status=status
+            )
         details: dict[str, Any] = {"worker_id": worker}
         if ending.error:
             details["error"] = ending.error

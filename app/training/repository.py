@@ -35,9 +35,16 @@ def get_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
 
 
 def list_jobs(
-    session: Session, *, status: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    custom_model_id: uuid.UUID | None = None,
 ) -> tuple[Sequence[TrainingJob], int]:
     stmt = select(TrainingJob)
+    if custom_model_id is not None:
+        stmt = stmt.where(TrainingJob.custom_model_id == custom_model_id)
     if status is not None:
         stmt = stmt.where(TrainingJob.status == status)
     order = (TrainingJob.created_at.desc(), TrainingJob.id)

@@ -37,7 +37,7 @@ from app.tables.samples import Sample
 from app.tables.training import TrainingJob
 from app.training import promotion
 from app.training.queue import JobCancelled, JobContext, JobOutcome
-from app.training.schemas import JobParams
+from app.training.schemas import CustomJobParams, JobParams
 from app.training.service import find_base_package
 from asr.audio import decode
 from asr.corpus import load_sentences
@@ -54,10 +54,17 @@ class TrainingDataGone(Conflict):
 
 
 def execute_job(ctx: JobContext) -> JobOutcome:
-    """The executor of `mip worker`: see the module docstring."""
+    """The executor of `mip worker`: see the module docstring (custom models' jobs:
+    :mod:`app.training.custom_runner`)."""
     with session_scope(ctx.factory) as session:
         job = _job(session, ctx.job_id)
+        if job.custom_model_id is not None:
+            from app.training.custom_runner import execute_custom_job
+
+            return execute_custom_job(ctx)
         params = JobParams.model_validate(job.hyperparameters)
+        if job.training_set_id is None:
+            raise TrainingDataGone(f"Training job {ctx.job_id} names no training set.")
         training_set = _training_set(session, job.training_set_id)
         check_trainable(training_set)
         base = find_base_package(ctx.settings, job.base_model)
@@ -222,7 +229,7 @@ def _decrypt_set(ctx: JobContext, *, training_set_id: uuid.UUID, scratch: Path) 
     return {split: len(lines) for split, lines in rows.items()}
 
 
-def _mix_corpus(ctx: JobContext, params: JobParams) -> Path:
+def _mix_corpus(ctx: JobContext, params: JobParams | CustomJobParams) -> Path:
     """General synthetic speech (not customer data), synthesised once per size and seed."""
     folder = ctx.settings.data_dir / "cache" / f"general-mix-{params.mix_utterances}-{params.seed}"
     manifest = folder / "manifest.jsonl"

@@ -62,6 +62,46 @@ class JobParams(BaseModel):
     )
 
 
+class CustomJobParams(BaseModel):
+    """Settings of a custom model's training job (stored as the job's ``hyperparameters``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(default=10, gt=0, le=1440, description="training time budget")
+    max_steps: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="stop after this many steps"
+    )
+    lr: float | None = Field(
+        default=None, gt=0, le=1, description="peak learning rate (default: the recipe's)"
+    )
+    mix_fraction: float = Field(
+        default=0.3,
+        ge=0,
+        le=0.9,
+        description="share of each batch drawn from general speech (never customer data), "
+        "against forgetting",
+    )
+    mix_utterances: int = Field(
+        default=1000, ge=0, le=1_000_000, description="general-speech utterances to mix in"
+    )
+    test_fraction: float = Field(
+        default=0.1,
+        ge=0.02,
+        le=0.5,
+        description="share of the data set held out to test the new version against the "
+        "standard model (whole speakers when speakers are given)",
+    )
+    lm_min_count: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="a word pair of the transcripts enters the version's language model only "
+        "when at least this many files contain it",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
 class TrainingJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,7 +126,10 @@ class TrainingJobRead(BaseModel):
     id: UUID
     status: JobStatus
     base_model: str = Field(description="uuid of the base package, resolved at submission")
-    training_set_id: UUID
+    training_set_id: UUID | None = Field(description="the training set (None: a custom model's)")
+    custom_model_id: UUID | None = Field(
+        default=None, description="the custom model it trains (None: a training set's job)"
+    )
     hyperparameters: dict[str, Any]
     progress: float = Field(description="0 to 1")
     metrics: dict[str, Any] = Field(

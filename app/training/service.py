@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
+from app.custom import service as custom_service
 from app.datasets.service import check_trainable, get_training_set_or_raise
 from app.engine.registry import version_order
 from app.kit.db import utcnow
@@ -204,6 +205,9 @@ def cancel_job(session: Session, job_id: uuid.UUID, *, actor: str) -> TrainingJo
         session, job_id, when="queued", values={"status": "cancelled", "finished_at": utcnow()}
     ):
         action, message = "training_job.cancelled", f"cancelled by {actor} before it started"
+        custom_service.training_ended(
+            session, job.custom_model_id, job_id=job.id, job_status="cancelled"
+        )
     elif repository.set_status_if(
         session, job_id, when="running", values={"cancel_requested": True}
     ):

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.sql.selectable import TableValuedAlias
 
+from app.kit.db import utc_day
 from app.tables.ledger import LedgerEntry
 
 L = LedgerEntry
@@ -83,10 +84,7 @@ def _dialect(session: Session) -> str:
 
 
 def _utc_day(session: Session) -> ColumnElement[str]:
-    if _dialect(session) == "postgresql":
-        return func.to_char(func.timezone("UTC", L.created_at), "YYYY-MM-DD", type_=String)
-    # SQLite stores the UTC time naive, as text: its date part is the UTC day.
-    return func.strftime("%Y-%m-%d", L.created_at, type_=String)
+    return utc_day(session, L.created_at)
 
 
 def _json_list_text(session: Session, column: Any) -> ColumnElement[str]:

@@ -94,7 +94,9 @@ class TestUpload:
             assert row.data_key_wrapped is not None
             stored = session.get(CustomDataFile, uuid.UUID(record["id"]))
             assert stored is not None
-            assert data.read_transcript(open_sample_store(settings), row, stored) == SENTENCE
+            assert (
+                data.read_transcript(session, open_sample_store(settings), row, stored) == SENTENCE
+            )
             actions = session.scalars(
                 select(AuditEntry.action).where(AuditEntry.target_id == model["id"])
             ).all()
@@ -183,7 +185,7 @@ class TestUpload:
             assert row is not None
             assert stored is not None
             assert row.data_kek_version == new_version
-            assert data.read_transcript(fresh, row, stored) == SENTENCE
+            assert data.read_transcript(session, fresh, row, stored) == SENTENCE
 
 
 class TestRefused:

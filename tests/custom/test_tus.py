@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import socket
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tusclient.client import TusClient
 
+from app.custom import uploads
+from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.settings import Settings
-from app.tables import CustomDataFile
-from tests.conftest import Database
+from app.samples.runtime import open_sample_store
+from app.tables import CustomDataFile, CustomModel
+from app.worker import resume_upload_validations
+from tests.conftest import Database, wait_until
 from tests.custom.conftest import Reseller, bundled_settings, make_reseller
 from tests.kit.test_http import assert_error
 from tests.speech import synth_speech
@@ -102,6 +107,12 @@ class TestTusClient:
             resumed.upload()
         assert resumed.offset == len(archive)
         upload_path = urlsplit(first.url).path
+        # The last PATCH was answered at once; the archive is read right after.
+        assert wait_until(
+            lambda: (
+                client.get(upload_path, headers=reseller.headers).json()["status"] != "validating"
+            )
+        )
         state = client.get(upload_path, headers=reseller.headers).json()
         assert state["status"] == "complete", state
         assert (state["result"]["accepted"], state["result"]["problems"]) == (3, [])
@@ -228,3 +239,51 @@ class TestProtocol:
         other = make_reseller(db, "Other Co")
         assert client.head(url, headers={**other.headers, **TUS}).status_code == 404
         assert_error(client.get(url, headers=other.headers), 404, "NOT_FOUND")
+
+
+class TestValidationAfterAStop:
+    def test_the_worker_reads_an_upload_its_server_left_unread(
+        self,
+        db: Database,
+        settings: Settings,
+        client: TestClient,
+        reseller: Reseller,
+        model: dict[str, Any],
+        archive: bytes,
+    ) -> None:
+        """A server that stopped between the last PATCH and reading the archive: the model
+        shows ``validating`` and ``mip worker`` reads the archive later."""
+        with db.session() as session:
+            row = session.get(CustomModel, uuid.UUID(model["id"]))
+            assert row is not None
+            store = open_sample_store(settings)
+            upload = uploads.create_upload(
+                session,
+                row,
+                length=len(archive),
+                max_length=len(archive),
+                metadata={},
+                actor="test",
+            )
+            uploads.append(
+                session, store, row, upload, offset=0, chunk=archive, checksum=None, actor="test"
+            )
+            upload_id = upload.id
+        state = client.get(f"{URL}/{model['id']}/uploads/{upload_id}", headers=reseller.headers)
+        assert state.json()["status"] == "validating"
+        assert client.get(f"{URL}/{model['id']}", headers=reseller.headers).json()["status"] == (
+            "validating"
+        )
+        engine = create_db_engine(db.url)
+        try:
+            factory = make_sessionmaker(engine)
+            assert resume_upload_validations(factory, store, settings, stale_seconds=60) == 0
+            assert resume_upload_validations(factory, store, settings, stale_seconds=0) == 1
+        finally:
+            engine.dispose()
+        state = client.get(f"{URL}/{model['id']}/uploads/{upload_id}", headers=reseller.headers)
+        assert (state.json()["status"], state.json()["result"]["accepted"]) == ("complete", 3)
+        assert client.get(f"{URL}/{model['id']}", headers=reseller.headers).json()["status"] == (
+            "collecting"
+        )
+        assert parts(settings) == []

@@ -41,6 +41,7 @@ def make_manifest(
     mode: str = "batch",
     formatted: bool = False,
     uuid: str | None = None,
+    tags: list[str] | None = None,
 ) -> PackageManifest:
     return new_manifest(
         name=name,
@@ -53,6 +54,7 @@ def make_manifest(
         mode=mode,
         aliases=["general", "base"] if aliases is None else aliases,
         uuid=uuid or str(uuid_lib.uuid4()),
+        tags=tags,
         created=CREATED,
         training_set={"id": "ts-1", "version": 3},
         metrics={"wer": 0.2, "cer": 0.08},

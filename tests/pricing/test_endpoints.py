@@ -27,6 +27,9 @@ def price(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+SEEDED = 4  # the migrations' price book: each plan's "*" and "custom" rates
+
+
 def price_rows(db: Database) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(PriceBookEntry)) or 0)
@@ -43,9 +46,11 @@ class TestListPrices:
         response = client.get(URL, headers=make_staff_key(db, role))
         assert response.status_code == 200, response.text
         rows = response.json()["prices"]
-        assert [(r["plan"], r["tier"], r["rate_micros_per_minute"]) for r in rows] == [
+        assert sorted((r["plan"], r["tier"], r["rate_micros_per_minute"]) for r in rows) == [
             ("growth", "*", 3600),
+            ("growth", "custom", 5400),
             ("pay_as_you_go", "*", 4300),
+            ("pay_as_you_go", "custom", 6500),
         ]
         assert rows[0]["rate_usd_per_minute"] == "0.003600"
         assert rows[0]["version"] == "2026-01"
@@ -102,12 +107,12 @@ class TestAddPrice:
     def test_non_admin_roles_are_403(self, client: TestClient, db: Database, role: str) -> None:
         response = client.post(URL, json=price(), headers=make_staff_key(db, role))
         assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
-        assert price_rows(db) == 2
+        assert price_rows(db) == SEEDED
 
     def test_project_key_is_403(self, client: TestClient, db: Database, tenant: Tenant) -> None:
         response = client.post(URL, json=price(), headers=tenant.headers)
         assert_error(response, 403, "INSUFFICIENT_PERMISSIONS")
-        assert price_rows(db) == 2
+        assert price_rows(db) == SEEDED
 
 
 class TestAddPriceDuplicate:
@@ -123,7 +128,7 @@ class TestAddPriceDuplicate:
         body = assert_error(client.post(URL, json=again, headers=admin_headers), 409, "CONFLICT")
         assert "growth" in str(body["err_msg"])
         assert "nova" in str(body["err_msg"])
-        assert price_rows(db) == 3
+        assert price_rows(db) == SEEDED + 1
         assert audit_actions(db) == actions_before
 
     def test_seeded_row_is_a_duplicate_too(
@@ -184,7 +189,7 @@ class TestAddPriceBadInput:
         response = client.post(URL, json=price(**overrides), headers=admin_headers)
         body = assert_error(response, 400, "Bad Request")
         assert field in str(body["err_msg"])
-        assert price_rows(db) == 2
+        assert price_rows(db) == SEEDED
         assert "price_book.changed" not in audit_actions(db)
 
     def test_more_than_six_decimals_says_so(
