@@ -27,13 +27,14 @@ from app.kit.db import create_db_engine, make_sessionmaker
 from app.kit.guard import GuardRules, RequestGuardMiddleware
 from app.kit.heap import settle_heap
 from app.kit.http import RequestContextMiddleware, install_error_handlers
+from app.kit.limits import ActiveRequests
 from app.kit.logging import configure_logging
 from app.kit.settings import Settings, get_settings
 from app.ledger.endpoints import MAX_BODY_BYTES as LEDGER_MAX_BODY_BYTES
 from app.ledger.endpoints import register_schemas as register_ledger_schemas
 from app.ledger.endpoints import router as ledger_router
 from app.listen.endpoints import router as listen_router
-from app.listen.service import ActiveRequests, ListenRuntime, TranscriberCache
+from app.listen.service import ListenRuntime, TranscriberCache
 from app.pricing.endpoints import router as pricing_router
 from app.samples.endpoints import router as samples_router
 from app.samples.runtime import open_sample_store
@@ -128,6 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store=app.state.store,
         sampling=app.state.sampling,
         max_audio_seconds=settings.listen_max_audio_seconds,
+    )
+    # Checking training pairs (decoding, the base model's scoring) is the heavy part of an
+    # upload: a few at once, and one reseller or organization holds at most its share.
+    app.state.custom_upload_limiter = ActiveRequests(
+        settings.custom_max_active_uploads, settings.custom_max_active_uploads_per_tenant
     )
     app.state.listen_limiter = ActiveRequests(
         settings.max_active_requests, settings.effective_max_active_requests_per_org

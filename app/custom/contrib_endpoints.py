@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app.custom import data, sharing, versions
-from app.custom.endpoints import read_pair, scorer_for
+from app.custom.endpoints import read_pair, scorer_for, upload_slot
 from app.custom.schemas import DataFileRead
 from app.custom.service import CustomModelNotFound
 from app.engine.endpoints import RegistryDep
@@ -88,7 +88,7 @@ def list_shared(project: SharedReader, session: SessionDep) -> SharedModelList:
         "A project key with the `samples:write` scope (in `admin`)."
     ),
     responses=error_responses(
-        400, 401, 403, 404, 409, 413, 415, specific={408: "The body arrived too slowly"}
+        400, 401, 403, 404, 409, 413, 415, 429, specific={408: "The body arrived too slowly"}
     ),
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {}}}},
 )
@@ -104,19 +104,20 @@ async def contribute_pair(
     model = await run_in_threadpool(_contributable, session, project, model_id)
     data.check_open(model)
     pair = await read_pair(request)
-    record = await run_in_threadpool(
-        data.upload_pair,
-        session,
-        store,
-        model,
-        name=pair.name,
-        audio=pair.audio,
-        transcript=pair.transcript,
-        speaker=pair.speaker,
-        scorer=scorer_for(registry, model),
-        actor=principal.actor,
-        organization_id=project.organization_id,
-    )
+    with upload_slot(request, project.organization_id):
+        record = await run_in_threadpool(
+            data.upload_pair,
+            session,
+            store,
+            model,
+            name=pair.name,
+            audio=pair.audio,
+            transcript=pair.transcript,
+            speaker=pair.speaker,
+            scorer=scorer_for(registry, model),
+            actor=principal.actor,
+            organization_id=project.organization_id,
+        )
     return DataFileRead.of(record)
 
 

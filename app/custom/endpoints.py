@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -28,6 +29,7 @@ from app.engine.registry import LoadedModel, ModelRegistry
 from app.kit.auth import ResellerScope
 from app.kit.deps import ResellerOrStaff, SessionDep, SettingsDep
 from app.kit.errors import BadRequest, MIPError, UnsupportedMediaType
+from app.kit.limits import ActiveRequests
 from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
 from app.kit.text import ascii_number, check_storable
@@ -232,6 +234,7 @@ def scorer_for(registry: ModelRegistry, model: CustomModel) -> TranscriptScorer 
         409,
         413,
         415,
+        429,
         specific={408: "The body arrived too slowly"},
     ),
     openapi_extra=_PAIR_FORM,
@@ -246,19 +249,27 @@ async def upload_pair(
 ) -> DataFileRead:
     data.check_open(model)
     pair = await read_pair(request)
-    record = await run_in_threadpool(
-        data.upload_pair,
-        session,
-        store,
-        model,
-        name=pair.name,
-        audio=pair.audio,
-        transcript=pair.transcript,
-        speaker=pair.speaker,
-        scorer=scorer_for(registry, model),
-        actor=principal.actor,
-    )
+    with upload_slot(request, model.reseller_id):
+        record = await run_in_threadpool(
+            data.upload_pair,
+            session,
+            store,
+            model,
+            name=pair.name,
+            audio=pair.audio,
+            transcript=pair.transcript,
+            speaker=pair.speaker,
+            scorer=scorer_for(registry, model),
+            actor=principal.actor,
+        )
     return DataFileRead.of(record)
+
+
+def upload_slot(request: Request, tenant: uuid.UUID) -> AbstractContextManager[None]:
+    """One of the few concurrent upload checks, within the tenant's share (429 otherwise).
+    Taken once the body is in: a slow upload holds none."""
+    limiter: ActiveRequests = request.app.state.custom_upload_limiter
+    return limiter.slot(tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +334,7 @@ ARCHIVE_MEDIA_TYPES = frozenset(
         + _ACCESS.format(scope="custom_models:write", roles="`admin`")
     ),
     responses=error_responses(
-        400, 401, 403, 404, 409, 413, 415, specific={408: "The body arrived too slowly"}
+        400, 401, 403, 404, 409, 413, 415, 429, specific={408: "The body arrived too slowly"}
     ),
     openapi_extra={
         "requestBody": {
@@ -352,15 +363,16 @@ async def upload_archive(
     body = await request.body()  # within the guard's limit for this route
     if not body:
         raise BadRequest("The archive is empty.")
-    result = await run_in_threadpool(
-        data.upload_archive,
-        session,
-        store,
-        model,
-        body,
-        scorer=scorer_for(registry, model),
-        actor=principal.actor,
-    )
+    with upload_slot(request, model.reseller_id):
+        result = await run_in_threadpool(
+            data.upload_archive,
+            session,
+            store,
+            model,
+            body,
+            scorer=scorer_for(registry, model),
+            actor=principal.actor,
+        )
     return ArchiveUploadRead(
         format=result.format,
         mode=result.mode,

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         ge=1024,
         description="the largest training-data archive a custom model takes in one request",
     )
+    custom_max_active_uploads: int = Field(
+        default=4,
+        ge=1,
+        description="training-data uploads (pairs, archives, contributions) checked at once",
+    )
+    custom_max_active_uploads_per_tenant: int = Field(
+        default=2,
+        ge=1,
+        description="of those, at most this many of one reseller or organization (429 beyond)",
+    )
     custom_min_hours: float = Field(
         default=10.0,
         ge=0,

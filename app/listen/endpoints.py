@@ -25,6 +25,7 @@ from app.kit.errors import (
     UnsupportedMediaType,
 )
 from app.kit.guard import BodyRefused
+from app.kit.limits import ActiveRequests
 from app.kit.settings import Settings
 from app.kit.text import ascii_number
 from app.listen import service
@@ -93,7 +94,7 @@ Listener = Annotated[Principal, Depends(listener)]
 async def listen(request: Request, session: SessionDep, principal: Listener) -> Response:
     settings: Settings = request.app.state.settings
     runtime: service.ListenRuntime = request.app.state.listen
-    limiter: service.ActiveRequests = request.app.state.listen_limiter
+    limiter: ActiveRequests = request.app.state.listen_limiter
     job = service.ListenRequest(
         request_id=current_request_id(), principal=principal, created=utcnow()
     )

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import logging
 import threading
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.custom import serving as custom_serving
 from app.engine.registry import LoadedModel, ModelRegistry, NoSuchModel
 from app.kit.auth import Principal
-from app.kit.errors import MIPError, PayloadTooLarge, TooManyRequests
+from app.kit.errors import MIPError, PayloadTooLarge
 from app.ledger.schemas import LedgerEventIn
 from app.ledger.service import record_request
 from app.listen.formatting import format_words, split_utterances, transcript_of
@@ -67,47 +66,6 @@ class TranscriberCache:
         with self._lock:
             for uuid in set(self._by_uuid) - set(served_uuids):
                 del self._by_uuid[uuid]
-
-
-class ActiveRequests:
-    """At most ``limit`` transcriptions at once, and at most ``per_tenant`` of one
-    organization's: the next one gets a 429 at once, not a queue, and one tenant cannot hold
-    every slot."""
-
-    def __init__(self, limit: int, per_tenant: int | None = None) -> None:
-        self.limit = limit
-        self.per_tenant = min(per_tenant or limit, limit)
-        self._active = 0
-        self._by_tenant: dict[uuid.UUID | None, int] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, tenant: uuid.UUID | None = None) -> None:
-        with self._lock:
-            if self._active >= self.limit:
-                raise TooManyRequests(
-                    f"Too many concurrent requests (limit {self.limit}); retry shortly."
-                )
-            held = self._by_tenant.get(tenant, 0)
-            if held >= self.per_tenant:
-                raise TooManyRequests(
-                    f"Too many concurrent requests from this organization (limit "
-                    f"{self.per_tenant}); retry shortly."
-                )
-            self._active += 1
-            self._by_tenant[tenant] = held + 1
-
-    def release(self, tenant: uuid.UUID | None = None) -> None:
-        with self._lock:
-            self._active -= 1
-            held = self._by_tenant.get(tenant, 0) - 1
-            if held > 0:
-                self._by_tenant[tenant] = held
-            else:
-                self._by_tenant.pop(tenant, None)
-
-    @property
-    def active(self) -> int:
-        return self._active
 
 
 @dataclass
