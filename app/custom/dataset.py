@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
@@ -21,10 +22,10 @@ from app.custom.data import DataNotAccepted, list_files, read_transcript
 from app.kit.db import utcnow
 from app.kit.errors import Conflict
 from app.samples.runtime import SampleStore
-from app.tables.custom import CustomDataFile, CustomModel
+from app.tables.custom import CustomDataFile, CustomModel, CustomUpload
 
 # Statuses from which a set may be confirmed or reopened (not while it trains or is archived).
-CONFIRMABLE = frozenset({"collecting", "validating", "failed", "published", "testing"})
+CONFIRMABLE = frozenset({"collecting", "failed", "published", "testing"})
 
 
 class DataSetNotReady(Conflict):
@@ -52,17 +53,29 @@ def content_hash(
     return digest.hexdigest()
 
 
+def _uploads_being_read(session: Session, model: CustomModel) -> bool:
+    stmt = select(CustomUpload.id).where(
+        CustomUpload.model_id == model.id, CustomUpload.status == "validating"
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
 def confirm(session: Session, store: SampleStore, model: CustomModel, *, actor: str) -> CustomModel:
     """Freeze the accepted files: status ``ready_to_train`` (409 when empty or already so)."""
     session.refresh(model, with_for_update=True)
-    if model.status not in CONFIRMABLE:
-        raise DataNotAccepted(
-            f"Custom model {model.name} is {model.status}: it cannot be confirmed."
-        )
     if model.data_hash is not None:
         raise DataSetNotReady(
             f"The data set of {model.name} is already confirmed ({model.data_hash[:12]}); "
             "reopen it to change it."
+        )
+    if _uploads_being_read(session, model):
+        raise DataSetNotReady(
+            f"An upload of {model.name} is still being read (validating); confirm the data set "
+            "once it is complete."
+        )
+    if model.status not in CONFIRMABLE:
+        raise DataNotAccepted(
+            f"Custom model {model.name} is {model.status}: its data set cannot be confirmed."
         )
     files = accepted_files(session, model)
     if not files:

@@ -278,7 +278,7 @@ def _finish(
             outcome = data.upload_archive(
                 session, store, model, archive, scorer=scorer, actor=actor
             )
-    except (BadRequest, PayloadTooLarge) as refused:
+    except (BadRequest, PayloadTooLarge, Conflict) as refused:  # Conflict: the set froze
         upload.status, result = "failed", {"error": refused.message}
     else:
         accepted = sum(1 for record in outcome.files if record.status == "accepted")

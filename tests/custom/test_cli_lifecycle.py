@@ -81,7 +81,7 @@ class TestDataSet:
         assert confirmed["data_set"]["files"] == 1
         assert len(confirmed["data_set"]["hash"]) == 64
         assert confirmed["published_version"] is None
-        assert "cannot be confirmed" in refused(1, "custom", "confirm", model)
+        assert "already confirmed" in refused(1, "custom", "confirm", model)
         reopened = mip_json("custom", "reopen", model)
         assert (reopened["status"], reopened["data_set"]) == ("collecting", None)
         assert "not confirmed" in refused(1, "custom", "reopen", model)

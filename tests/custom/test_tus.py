@@ -271,6 +271,9 @@ class TestValidationAfterAStop:
             upload_id = upload.id
         state = client.get(f"{URL}/{model['id']}/uploads/{upload_id}", headers=reseller.headers)
         assert state.json()["status"] == "validating"
+        # Not confirmed while an upload is being read: it would freeze a set still changing.
+        early = client.post(f"{URL}/{model['id']}/data/confirm", headers=reseller.headers)
+        assert "still being read" in str(assert_error(early, 409, "CONFLICT")["err_msg"])
         assert client.get(f"{URL}/{model['id']}", headers=reseller.headers).json()["status"] == (
             "validating"
         )
