@@ -118,6 +118,9 @@ def execute_custom_job(ctx: JobContext) -> JobOutcome:
         ctx.log("testing the new version against the standard model on the held-out files")
         test, report = _test(base.path, result.package, [rows[i] for i in split.test], scratch)
         test["speaker_disjoint"] = split.speaker_disjoint
+        test["warnings"] = _warnings(test, speakers_given=any(r["speaker"] for r in rows))
+        for warning in test["warnings"]:
+            ctx.log(warning, level="warning")
         ctx.progress(0.98)
         settings = {**params.model_dump(mode="json"), "steps": result.train.steps}
         with session_scope(ctx.factory) as session:
@@ -147,6 +150,26 @@ def execute_custom_job(ctx: JobContext) -> JobOutcome:
         f"model's {test['wer_standard']:.3f} ({test['utterances']} files)"
     )
     return JobOutcome(result=outcome, metrics={"test": test})
+
+
+# Fewer held-out files than this: the test's intervals are too wide to tell the models apart.
+MIN_TEST_FILES = 50
+
+
+def _warnings(test: dict[str, Any], *, speakers_given: bool) -> list[str]:
+    """What the owner should know before trusting the test (shown with the version)."""
+    warnings = []
+    if test["utterances"] < MIN_TEST_FILES:
+        warnings.append(
+            f"Only {test['utterances']} held-out files: too few for the test to tell the models "
+            "apart reliably (see the intervals); add data or raise test_fraction."
+        )
+    if speakers_given and not test["speaker_disjoint"]:
+        warnings.append(
+            "The held-out files share speakers with the training files (too few named "
+            "speakers to hold whole ones out): the test flatters the new version."
+        )
+    return warnings
 
 
 def _model(session: Session, model_id: uuid.UUID | None) -> CustomModel:

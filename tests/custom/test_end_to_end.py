@@ -145,6 +145,7 @@ class TestCustomModelFlow:
         test = version["test"]
         assert test["speaker_disjoint"] is True
         assert test["utterances"] == 4
+        assert [w.split(":")[0] for w in test["warnings"]] == ["Only 4 held-out files"]
         assert 0 <= test["wer_custom_ci"][0] <= test["wer_custom"] <= test["wer_custom_ci"][1]
         assert version["vocabulary"][0]["term"] == "metformin"
         assert version["data_hash"] == confirmed["data_set"]["hash"]
