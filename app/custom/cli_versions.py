@@ -220,6 +220,10 @@ def vocabulary(
 # --- versions -------------------------------------------------------------------------------
 
 
+def _rate(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else ""
+
+
 def _version_out(version: CustomModelVersion) -> dict[str, Any]:
     from app.custom.version_schemas import VersionRead
 
@@ -245,8 +249,8 @@ def list_versions(model: ModelArg, json_output: JsonOpt = False) -> None:
                 v["number"],
                 v["status"],
                 f"{v['package_name']} {v['package_version']}",
-                v["test"].get("wer_custom"),
-                v["test"].get("wer_standard"),
+                _rate(v["test"].get("wer_custom")),
+                _rate(v["test"].get("wer_standard")),
                 v["data_files"],
                 v["created_at"],
             ]
