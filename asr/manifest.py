@@ -41,17 +41,20 @@ MAX_MEMBER_BYTES = {
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_ARCHITECTURE = re.compile(r"^[a-z0-9]+$")
+# "ctcconv", or a generation-numbered family as the provider names them: "nova-2", "nova-3".
+_ARCHITECTURE = re.compile(r"^[a-z0-9]+(?:-[0-9]+)?$")
 _DOMAIN = re.compile(r"^[a-z0-9_]+$")
 _VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d+)$")
 _LANGUAGE = re.compile(r"^[a-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _STANDARD_NAME = re.compile(
-    r"^(?P<architecture>[a-z0-9]+)-(?P<domain>[a-z0-9_]+)"
+    r"^(?P<architecture>[a-z0-9]+(?:-[0-9]+)?)-(?P<domain>[a-z0-9_]+)"
     r"\.(?P<language>[a-z]{2,8}(?:-[A-Za-z0-9]{1,8})*)"
     r"\.(?P<formatted>formatted|non-formatted)"
     r"\.(?P<mode>batch|streaming)"
-    r"\.(?P<id>[0-9a-f]{8})\.dg$"
+    # The provider's files carry a short id of 7 hex digits or more (its documentation's
+    # example: nova-2-general.en.formatted.streaming.a12b345.dg); this service writes 8.
+    r"\.(?P<id>[0-9a-f]{7,32})\.dg$"
 )
 _LEGACY_NAME = re.compile(
     r"^(?P<version>\d{4}-\d{2}-\d{2}\.\d+)-(?P<domain>[a-z0-9_]+)-(?P<architecture>[a-z0-9]+)\.dg$"
@@ -126,7 +129,12 @@ class PackageManifest:
         """Raise :class:`PackageError` for the first field that is missing or malformed."""
         _check(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         _check_str(self.name, "name", _NAME, "lowercase letters, digits, '.', '_' or '-'")
-        _check_str(self.architecture, "architecture", _ARCHITECTURE, "lowercase alphanumeric")
+        _check_str(
+            self.architecture,
+            "architecture",
+            _ARCHITECTURE,
+            "lowercase alphanumeric, optionally '-' and a generation number (nova-2)",
+        )
         _check_str(self.domain, "domain", _DOMAIN, "lowercase alphanumeric or '_'")
         _check_str(self.version, "version", _VERSION, "YYYY-MM-DD.N, e.g. 2026-11-21.1")
         try:
@@ -299,7 +307,7 @@ def filename_matches(parsed: ParsedName, manifest: PackageManifest) -> bool:
         (parsed.language, manifest.languages[0]),
         (parsed.formatted, manifest.formatted),
         (parsed.mode, manifest.mode),
-        (parsed.id, manifest.short_id),
+        (parsed.id, manifest.uuid.replace("-", "")[: len(parsed.id or "")]),
         (parsed.version, manifest.version),
     ]
     return all(named is None or named == actual for named, actual in pairs)

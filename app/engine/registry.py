@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mip.engine")
 
-NO_SUCH_MODEL = "No such model/language/tier combination found."
+# The provider's documented text, word for word: client code matches on it.
+NO_SUCH_MODEL = (
+    "Bad Request: No such model/language/tier combination found. "
+    'You could try the "general" model (language: en-US, base tier).'
+)
 
 
 # A package with this tag (a reseller's custom model) is served only where it is shared.

@@ -235,6 +235,36 @@ class TestFileNames:
         assert filename_matches(standard, m)
         assert filename_matches(legacy, m)
 
+    def test_the_providers_documented_example(self) -> None:
+        """The self-hosted documentation's example file name: a generation-numbered
+        architecture and a 7-digit id, which is the start of the package's uuid."""
+        parsed = parse_package_filename("nova-2-general.en.formatted.streaming.a12b345.dg")
+        assert parsed == ParsedName(
+            style="standard",
+            architecture="nova-2",
+            domain="general",
+            language="en",
+            formatted=True,
+            mode="streaming",
+            id="a12b345",
+        )
+        nova = manifest(
+            name="nova-2-general",
+            architecture="nova-2",
+            formatted=True,
+            mode="streaming",
+            uuid="a12b3450-0000-4000-8000-000000000001",
+        )
+        assert filename_matches(parsed, nova)
+        other = manifest(
+            name="nova-2-general",
+            architecture="nova-2",
+            formatted=True,
+            mode="streaming",
+            uuid="a12b3460-0000-4000-8000-000000000001",
+        )
+        assert not filename_matches(parsed, other)
+
     @pytest.mark.parametrize(
         ("filename", "other"),
         [
@@ -260,6 +290,8 @@ class TestFileNames:
             "ctc-conv-general.en.non-formatted.batch.6f1c2a9e.dg",
             "ctcconv-general.en.raw.batch.6f1c2a9e.dg",
             "ctcconv-general.en.non-formatted.batch.6F1C2A9E.dg",
+            "ctcconv-general.en.non-formatted.batch.6f1c2a.dg",
+            "nova-two-general.en.non-formatted.batch.6f1c2a9e.dg",
             "2026-11-21-general-ctcconv.dg",
             "",
         ],

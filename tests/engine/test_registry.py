@@ -285,6 +285,29 @@ class TestSameModelTwice:
             for name in ("ctcconv-general", "general", UUID, "2026-11-21.1-general-ctcconv"):
                 assert registry.resolve(model=name, language="en", version=None).key.uuid == UUID
 
+    def test_the_providers_documented_file_name_loads(self, tmp_path: Path) -> None:
+        """nova-2-general.en.formatted.streaming.a12b345.dg, as the self-hosted documentation
+        names a model: its fields and the start of its uuid agree with the manifest."""
+        manifest = make_manifest(
+            name="nova-2-general",
+            architecture="nova-2",
+            formatted=True,
+            mode="streaming",
+            uuid="a12b3450-0000-4000-8000-000000000001",
+        )
+        written = write_tiny(tmp_path / "build", manifest)
+        models = tmp_path / "models"
+        models.mkdir()
+        written.rename(models / "nova-2-general.en.formatted.streaming.a12b345.dg")
+        registry = registry_of(models)
+        registry.scan()
+        loaded = registry.resolve(
+            model="nova-2-general", language="en-US", version=None, mode="streaming"
+        )
+        assert (loaded.key.architecture, loaded.manifest.uuid) == ("nova-2", manifest.uuid)
+        with pytest.raises(NoSuchModel):  # a streaming model does not serve batch requests
+            registry.resolve(model="nova-2-general", language="en", version=None)
+
 
 class TestPolling:
     def test_a_new_file_is_picked_up_and_a_removed_one_disappears(self, tmp_path: Path) -> None:
@@ -423,7 +446,10 @@ class TestResolve:
     ) -> None:
         with pytest.raises(NoSuchModel) as err:
             catalog.resolve(model=model, language=language, version=version, mode=mode)
-        assert err.value.message == "No such model/language/tier combination found."
+        assert err.value.message == (
+            "Bad Request: No such model/language/tier combination found. You could try the "
+            '"general" model (language: en-US, base tier).'
+        )
         assert err.value.message == NO_SUCH_MODEL
         assert (err.value.status_code, err.value.err_code) == (400, "Bad Request")
 

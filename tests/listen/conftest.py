@@ -37,7 +37,10 @@ MODEL_NAME = "ctcconv-general"
 MODEL_VERSION = "2026-11-21.1"
 SENTENCE = "the quick brown fox jumps over the lazy dog"
 SPEECH_SECONDS_MIN = 2.0  # espeak's rendering of SENTENCE is a little over 3 s
-NO_SUCH_MODEL = "No such model/language/tier combination found."
+NO_SUCH_MODEL = (
+    "Bad Request: No such model/language/tier combination found. "
+    'You could try the "general" model (language: en-US, base tier).'
+)
 
 
 @pytest.fixture(scope="session")
