@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,11 +132,18 @@ def _language_base(code: str) -> str:
 
 class ModelRegistry:
     def __init__(
-        self, dirs: Iterable[Path], *, poll_seconds: float, default_model: str = "general"
+        self,
+        dirs: Iterable[Path],
+        *,
+        poll_seconds: float,
+        default_model: str = "general",
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.dirs = list(dirs)
         self.poll_seconds = poll_seconds
         self.default_model = default_model
+        # The operator's alias table (MIP_MODEL_ALIASES): a name no installed model has.
+        self.aliases = dict(aliases or {})
         self._lock = threading.Lock()  # guards _entries (readers: every request)
         self._scan_lock = threading.Lock()  # one scan at a time (poller or a direct call)
         self._entries: dict[Path, _Entry] = {}
@@ -311,8 +318,12 @@ class ModelRegistry:
         wanted = (model or self.default_model).strip().lower()
         base = _language_base(language) if language else None
         pinned = None if version in (None, "", "latest") else version
+        served = self.models()
+        named = any(_match_rank(wanted, m.manifest) is not None for m in served)
+        if wanted in self.aliases and not named:
+            wanted = self.aliases[wanted]
         candidates: list[tuple[int, LoadedModel]] = []
-        for loaded in self.models():
+        for loaded in served:
             m = loaded.manifest
             rank = _match_rank(wanted, m)
             if rank is None or m.mode != mode:
@@ -356,5 +367,8 @@ def open_model_registry(settings: Settings) -> ModelRegistry:
     if settings.bundled_models_dir is not None:
         dirs.append(settings.bundled_models_dir)
     return ModelRegistry(
-        dirs, poll_seconds=settings.models_poll_seconds, default_model=settings.default_model
+        dirs,
+        poll_seconds=settings.models_poll_seconds,
+        default_model=settings.default_model,
+        aliases=settings.model_aliases,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,10 @@ from sqlalchemy.engine import make_url
 Environment = Literal["development", "test", "production"]
 # The models/ folder next to app/: packages shipped with the repository (read-only).
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+# A model name or alias as a request writes it (asr.manifest's package names, uuids).
+_MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
 
 class Settings(BaseSettings):
@@ -107,6 +112,11 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="how often the model directories are rescanned"
     )
     default_model: str = Field(default="general", description="the model of a request naming none")
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="names a request may use for an installed model, as JSON, e.g. "
+        '{"nova-3": "general"}; used only when no installed model has the name itself',
+    )
 
     # --- training jobs and model promotion (app.training) ---
     job_heartbeat_seconds: float = Field(
@@ -173,6 +183,22 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose passes "${VAR:-}" as an empty string when the variable is not set.
         return None if value == "" else value
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        aliases = {}
+        for alias, target in value.items():
+            alias, target = alias.strip().lower(), target.strip().lower()
+            if not _MODEL_NAME.fullmatch(alias) or not _MODEL_NAME.fullmatch(target):
+                raise ValueError(
+                    f"MIP_MODEL_ALIASES: {alias!r} -> {target!r}: names are lower-case letters, "
+                    "digits, '.', '_' and '-'"
+                )
+            if alias == target:
+                raise ValueError(f"MIP_MODEL_ALIASES: {alias!r} names itself")
+            aliases[alias] = target
+        return aliases
 
     @field_validator("models_dir", "bundled_models_dir", "scratch_dir", mode="before")
     @classmethod

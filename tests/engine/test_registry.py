@@ -453,6 +453,28 @@ class TestResolve:
         assert err.value.message == NO_SUCH_MODEL
         assert (err.value.status_code, err.value.err_code) == (400, "Bad Request")
 
+    def test_an_operator_alias_names_an_installed_model(self, catalog: ModelRegistry) -> None:
+        """nova-3 means nothing here until MIP_MODEL_ALIASES maps it; an alias never hides a
+        model that has the name itself."""
+        with pytest.raises(NoSuchModel):
+            catalog.resolve(model="nova-3", language="en", version=None)
+        catalog.aliases = {"nova-3": "general", "medical": "general", "nova-2": "nothing"}
+        aliased = catalog.resolve(model="NOVA-3", language="en", version=None)
+        assert aliased.key.uuid == UUID  # the newest general model
+        medical = catalog.resolve(model="medical", language="en", version=None)
+        assert medical.manifest.name == "ctcconv-medical"
+        with pytest.raises(NoSuchModel):  # an alias of a model that is not installed
+            catalog.resolve(model="nova-2", language="en", version=None)
+        with pytest.raises(NoSuchModel):  # the target must serve the language asked for
+            catalog.resolve(model="nova-3", language="es", version=None)
+
+    def test_the_alias_table_is_checked_when_read(self) -> None:
+        settings = Settings(model_aliases={" Nova-3 ": "General"})
+        assert settings.model_aliases == {"nova-3": "general"}
+        for bad in ({"nova 3": "general"}, {"general": "general"}, {"x": ""}):
+            with pytest.raises(ValueError, match="MIP_MODEL_ALIASES"):
+                Settings(model_aliases=bad)
+
     def test_empty_directory(self, tmp_path: Path) -> None:
         with pytest.raises(NoSuchModel):
             registry_of(tmp_path).resolve(model=None, language=None, version=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,16 @@ from deepgram.types.listen_v1response import ListenV1Response
 from deepgram_captions import DeepgramConverter, srt, webvtt
 from sqlalchemy import select
 
+from app.kit.settings import Settings
 from app.tables import LedgerEntry
 from tests.conftest import Database, SdkFactory, Tenant
-from tests.listen.conftest import MODEL_NAME, MODEL_UUID, MODEL_VERSION, NO_SUCH_MODEL
+from tests.listen.conftest import (
+    MODEL_NAME,
+    MODEL_UUID,
+    MODEL_VERSION,
+    NO_SUCH_MODEL,
+    listen_settings,
+)
 
 # ``client.listen.v1``, first touched, imports the SDK's websocket client, which uses names
 # that websockets deprecates: third-party warnings this project cannot fix.
@@ -184,3 +192,28 @@ class TestCaptions:
         for (start, end, _), utterance in zip(got, utterances, strict=True):
             assert start == pytest.approx(utterance["start"], abs=0.0015)
             assert end == pytest.approx(utterance["end"], abs=0.0015)
+
+
+class TestOperatorAliases:
+    """An operator maps the provider's model names onto what is installed (MIP_MODEL_ALIASES):
+    application code asking for nova-3 then runs unchanged; without the table it is a 400."""
+
+    @pytest.fixture
+    def settings(
+        self, db: Database, tmp_path: Path, models_dir: Path, installed_packages: list[Path]
+    ) -> Settings:
+        return listen_settings(db, tmp_path, models_dir, model_aliases={"nova-3": "general"})
+
+    def test_nova_3_is_the_installed_general_model(
+        self, sdk: SdkFactory, tenant: Tenant, db: Database, speech: bytes
+    ) -> None:
+        media = sdk(tenant.key).listen.v1.media
+        result = media.transcribe_file(request=speech, model="nova-3", mip_opt_out=True)
+        assert result.metadata.models == [MODEL_UUID]
+        with pytest.raises(ApiError) as unknown:
+            media.transcribe_file(request=speech, model="nova-2", mip_opt_out=True)
+        assert unknown.value.body["err_msg"] == NO_SUCH_MODEL
+        assert [(r.http_status, r.model_uuid) for r in ledger(db)] == [
+            (200, MODEL_UUID),
+            (400, None),
+        ]
