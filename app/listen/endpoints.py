@@ -29,7 +29,7 @@ from app.kit.limits import ActiveRequests
 from app.kit.settings import Settings
 from app.kit.text import ascii_number
 from app.listen import service
-from app.listen.params import APPLIED, MODEL_FEATURES, NO_OPS, REFUSED, parse_listen_params
+from app.listen.params import APPLIED, MODEL_FEATURES, REFUSED, SERVED_TIER, parse_listen_params
 from app.listen.remote import fetch_audio
 from app.listen.schemas import ListenResponse, UrlSource
 
@@ -45,7 +45,8 @@ def _names(names: Iterable[str]) -> str:
 _PARAMS_DOC = (
     f"Query parameters as Deepgram's. Applied: {_names(APPLIED)} (`mip_opt_out`: "
     "true/false/1/0; absent = opted in unless the contract opts out). "
-    f"Accepted, no effect: {_names(NO_OPS)}. "
+    f"`tier`: only `{SERVED_TIER}`, the tier of every installed model (another is the 400 for "
+    "a missing model). "
     f"Need a feature model of their own, 400 naming it when it is not installed: "
     f"{_names(MODEL_FEATURES)}. Refused (400 saying why): {_names(REFUSED)}. "
     "Any other parameter is a 400."

@@ -5,13 +5,16 @@ silently misapplied:
 
 * applied: model, language, version, mip_opt_out, tag, keyterm, keywords, punctuate,
   smart_format, replace, utterances, utt_split, extra;
-* accepted no-ops (documented): tier, filler_words, numerals, dictation, measurements,
-  language_hint — they change formatting our non-formatted models never produce;
+* accepted when they ask for what the models do anyway, a 400 naming them otherwise:
+  ``tier=base`` (every installed model is base tier; another tier is the documented 400 for a
+  missing model), ``filler_words``, ``numerals``, ``dictation`` and ``measurements`` when
+  false (true is formatting these models do not produce);
 * need a model of their own (400 naming it when it is not installed): diarize, diarize_model,
   keywords, detect_language, sentiment, intents, topics, custom_topic(_mode),
   custom_intent(_mode), summarize, search;
 * refused with a 400 that says why: callback, callback_method, multichannel, redact,
-  profanity_filter, paragraphs, detect_entities, encoding, sample_rate, channels.
+  profanity_filter, paragraphs, detect_entities, encoding, sample_rate, channels,
+  language_hint (a /v2 parameter).
 
 Anything else is an unknown parameter (400), never ignored.
 """
@@ -22,6 +25,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from app.engine.registry import NoSuchModel
 from app.kit.errors import BadRequest
 from app.kit.text import check_storable
 from asr.inference import KEYTERM_BOOST
@@ -38,9 +42,8 @@ class MissingFeatureModel(BadRequest):
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
 
-NO_OPS = frozenset(
-    {"tier", "filler_words", "numerals", "dictation", "measurements", "language_hint"}
-)
+# The tier of every installed model: ``tier=base`` asks for what is served anyway.
+SERVED_TIER = "base"
 # Feature -> the feature models it needs (Deepgram self-hosted names).
 MODEL_FEATURES: dict[str, tuple[str, ...]] = {
     "diarize": ("diarizer",),
@@ -68,6 +71,15 @@ REFUSED: dict[str, str] = {
     "encoding": "Raw encodings are not supported: send WAV, FLAC, OGG or MP3 with a header.",
     "sample_rate": "Raw encodings are not supported: send WAV, FLAC, OGG or MP3 with a header.",
     "channels": "Raw encodings are not supported: send WAV, FLAC, OGG or MP3 with a header.",
+    "filler_words": (
+        "filler_words=true is not supported: these models do not transcribe filler words."
+    ),
+    "numerals": "numerals=true is not supported: these models write numbers as words.",
+    "dictation": "dictation=true is not supported: spoken punctuation is not converted.",
+    "measurements": (
+        "measurements=true is not supported: spoken measurements are not abbreviated."
+    ),
+    "language_hint": "language_hint is a /v2/listen parameter; /v1/listen takes language.",
 }
 # Boolean switches that only matter when true (false is always accepted).
 _SWITCHES = frozenset(
@@ -82,6 +94,10 @@ _SWITCHES = frozenset(
         "paragraphs",
         "detect_entities",
         "summarize",
+        "filler_words",
+        "numerals",
+        "dictation",
+        "measurements",
     }
 )
 APPLIED = frozenset(  # parameters that change what the request does
@@ -99,6 +115,7 @@ APPLIED = frozenset(  # parameters that change what the request does
         "utterances",
         "utt_split",
         "extra",
+        "tier",
     }
 )
 _SINGLE = frozenset(
@@ -197,8 +214,6 @@ def _apply(params: ListenParams, name: str, value: str) -> None:
         if name in _SWITCHES and not _switched_on(name, value):
             return
         raise InvalidListenParameter(REFUSED[name])
-    if name in NO_OPS:
-        return
     if name in MODEL_FEATURES:
         if name in _SWITCHES and not _switched_on(name, value):
             return
@@ -214,6 +229,9 @@ def _apply(params: ListenParams, name: str, value: str) -> None:
         if not value.strip():
             raise InvalidListenParameter(f"{name} must not be empty.")
         setattr(params, name, value.strip())
+    elif name == "tier":
+        if value.strip().lower() != SERVED_TIER:
+            raise NoSuchModel()  # the provider's answer for a tier it does not serve
     elif name == "mip_opt_out":
         params.mip_opt_out = parse_bool(name, value)
     elif name in {"punctuate", "smart_format", "utterances"}:

@@ -451,10 +451,12 @@ class TestParameters:
             assert_error(api.post(speech, f"{name}=true"), 400, message)
         assert len(api.ledger()) == 1 + len(REFUSED)
 
-    def test_no_ops_and_false_switches_are_accepted(self, api: Listen, speech: bytes) -> None:
+    def test_the_served_tier_and_false_switches_are_accepted(
+        self, api: Listen, speech: bytes
+    ) -> None:
         query = (
-            "tier=nova&filler_words=true&numerals=true&dictation=true&measurements=true"
-            "&language_hint=en&diarize=false&detect_language=false&sentiment=false"
+            "tier=base&filler_words=false&numerals=false&dictation=false&measurements=false"
+            "&diarize=false&detect_language=false&sentiment=false"
             "&multichannel=false&paragraphs=false&profanity_filter=false&summarize=false"
         )
         response = api.post(speech, query)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from deepgram.listen.v1.media.client import MediaClient
 
+from app.engine.registry import NoSuchModel
 from app.listen.params import (
     APPLIED,
     MAX_LIST,
     MAX_TAGS,
     MAX_VALUE,
     MODEL_FEATURES,
-    NO_OPS,
     REFUSED,
     InvalidListenParameter,
     ListenParams,
@@ -145,20 +145,23 @@ class TestAppliedParameters:
         assert refused(replaces) == f"At most {MAX_LIST} replace per request."
 
 
-class TestNoOps:
-    @pytest.mark.parametrize("name", sorted(NO_OPS))
-    def test_accepted_and_ignored(self, name: str) -> None:
-        assert parse(f"{name}=true") == ListenParams()
+class TestNothingIsIgnored:
+    """A parameter that would change nothing is accepted only when it asks for what the
+    models do anyway; asking for more is a 400 that names it."""
 
-    def test_the_documented_set(self) -> None:
-        assert sorted(NO_OPS) == [
-            "dictation",
-            "filler_words",
-            "language_hint",
-            "measurements",
-            "numerals",
-            "tier",
-        ]
+    @pytest.mark.parametrize("name", ["filler_words", "numerals", "dictation", "measurements"])
+    def test_false_is_accepted_and_true_is_refused(self, name: str) -> None:
+        assert parse(f"{name}=false") == ListenParams()
+        assert refused(f"{name}=true").startswith(f"{name}=true is not supported")
+
+    def test_the_base_tier_is_the_only_one(self) -> None:
+        assert parse("tier=base") == parse("tier=BASE") == ListenParams()
+        for tier in ("nova", "enhanced", ""):
+            with pytest.raises(NoSuchModel):
+                parse(f"tier={tier}")
+
+    def test_language_hint_belongs_to_v2(self) -> None:
+        assert "/v2/listen" in refused("language_hint=en")
 
 
 class TestRefusedParameters:
@@ -274,7 +277,7 @@ class TestTheSDKsParameters:
 
     @pytest.mark.parametrize("name", sdk_parameters())
     def test_every_one_is_handled(self, name: str) -> None:
-        assert name in APPLIED | NO_OPS | MODEL_FEATURES.keys() | REFUSED.keys()
+        assert name in APPLIED | MODEL_FEATURES.keys() | REFUSED.keys()
         refusal = ""  # a value check or a refusal with its reason is fine
         try:
             parse(f"{name}=true")
