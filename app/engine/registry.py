@@ -41,6 +41,11 @@ NO_SUCH_MODEL = (
 )
 
 
+# Feature packages whose feature this service runs: keywords (the provider's phoneme and g2p
+# models) are boosted by the beam search. Any other kind (diarizer, language-detector, sit,
+# summarize, search) is refused at load, so that its parameter stays a 400.
+RUNNABLE_FEATURE_KINDS = frozenset({"phoneme", "g2p"})
+
 # A package with this tag (a reseller's custom model) is served only where it is shared.
 RESTRICTED_TAG = "custom"
 
@@ -253,6 +258,16 @@ class ModelRegistry:
             log.warning("Skipping model package %s: %s", path.name, err, extra=_fields(path))
             return None
         if manifest.kind != ASR_KIND:
+            if manifest.kind not in RUNNABLE_FEATURE_KINDS:
+                # Loaded but never run, it would turn its parameter into a silent no-op.
+                log.warning(
+                    "Skipping %s model package %s: this service does not run %s models",
+                    manifest.kind,
+                    path.name,
+                    manifest.kind,
+                    extra=_fields(path),
+                )
+                return None
             return _Entry(fingerprint, manifest, None)
         loaded = LoadedModel(AsrKey.of(manifest), manifest, path, package)
         return _Entry(fingerprint, manifest, loaded)

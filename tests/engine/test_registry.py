@@ -144,11 +144,30 @@ class TestScan:
 
     def test_feature_models_are_recorded_by_kind(self, tmp_path: Path) -> None:
         make_package(tmp_path)
-        make_package(tmp_path, kind="diarizer", name="diarizer-general", architecture="diar")
+        make_package(tmp_path, kind="phoneme", name="phoneme-general", architecture="phon")
         registry = registry_of(tmp_path)
         registry.scan()
-        assert registry.feature_kinds() == {"diarizer"}
+        assert registry.feature_kinds() == {"phoneme"}
         assert served(registry) == [("ctcconv-general", "2026-11-21.1")]
+
+    def test_a_feature_this_service_does_not_run_is_refused_at_load(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A diarizer package would otherwise make diarize=true a 200 with no speakers."""
+        make_package(tmp_path)
+        diarizer = make_package(
+            tmp_path, kind="diarizer", name="diarizer-general", architecture="diar"
+        )
+        registry = registry_of(tmp_path)
+        with caplog.at_level(logging.WARNING, logger="mip.engine"):
+            registry.scan()
+            registry.scan()  # warned once, not on every poll
+        assert registry.feature_kinds() == frozenset()
+        warnings = [r.getMessage() for r in caplog.records if "Skipping" in r.getMessage()]
+        assert warnings == [
+            f"Skipping diarizer model package {diarizer.name}: this service does not run "
+            "diarizer models"
+        ]
 
 
 def _truncate(path: Path) -> Path:

@@ -513,6 +513,8 @@ class TestKeywordsWithTheirModels:
             make_package(models_dir, uuid=MODEL_UUID, version=MODEL_VERSION),
             make_package(models_dir, name="phoneme-general", kind="phoneme", aliases=[]),
             make_package(models_dir, name="g2p-general", kind="g2p", aliases=[]),
+            # Installed, but nothing here runs it: refused at load, diarize stays a 400.
+            make_package(models_dir, name="diarizer-general", kind="diarizer", aliases=[]),
         ]
 
     def test_keywords_boost_the_term(self, api: Listen, speech: bytes) -> None:
@@ -523,8 +525,9 @@ class TestKeywordsWithTheirModels:
         assert "fox" not in {w["word"] for w in plain}
         assert {w["word"] for w in words_of(response.json())} == {"fox"}
         assert api.entry(response.headers["dg-request-id"]).features == ["keywords"]
-        # The other feature models are still missing.
-        assert_error(api.post(speech, "diarize=true&keywords=fox"), 400)
+        # A diarizer package is installed but not run: diarize is refused, never ignored.
+        refused = api.post(speech, "diarize=true&keywords=fox")
+        assert_error(refused, 400, "diarize requires the 'diarizer' model, which is not installed.")
 
 
 OLD_UUID = "1a1b2c3d-0000-4000-8000-0000000000a1"
