@@ -16,8 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from app.custom import data, sharing, versions
-from app.custom.endpoints import read_pair, scorer_for, upload_slot
+from app.custom import sharing, versions
+from app.custom.endpoints import store_pair
 from app.custom.schemas import DataFileRead
 from app.custom.service import CustomModelNotFound
 from app.engine.endpoints import RegistryDep
@@ -102,23 +102,16 @@ async def contribute_pair(
     registry: RegistryDep,
 ) -> DataFileRead:
     model = await run_in_threadpool(_contributable, session, project, model_id)
-    data.check_open(model)
-    pair = await read_pair(request)
-    with upload_slot(request, project.organization_id):
-        record = await run_in_threadpool(
-            data.upload_pair,
-            session,
-            store,
-            model,
-            name=pair.name,
-            audio=pair.audio,
-            transcript=pair.transcript,
-            speaker=pair.speaker,
-            scorer=scorer_for(registry, model),
-            actor=principal.actor,
-            organization_id=project.organization_id,
-        )
-    return DataFileRead.of(record)
+    return await store_pair(
+        request,
+        session,
+        store,
+        registry,
+        model,
+        actor=principal.actor,
+        tenant=project.organization_id,
+        organization_id=project.organization_id,
+    )
 
 
 def _contributable(session: Session, project: Project, model_id: uuid.UUID) -> CustomModel:

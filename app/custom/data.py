@@ -475,12 +475,7 @@ def erase_contributions(session: Session, organization_id: uuid.UUID, *, actor: 
         if model is None or model.data_hash is None:
             continue
         previous = model.data_hash
-        model.data_hash = model.data_confirmed_at = model.data_confirmed_by = None
-        model.data_files = None
-        model.data_seconds = None
-        if model.status == "ready_to_train":
-            model.status = "collecting"
-        model.updated_at = now
+        clear_confirmation(model)
         record_event(
             session,
             actor=actor,
@@ -495,6 +490,16 @@ def erase_contributions(session: Session, organization_id: uuid.UUID, *, actor: 
         )
     session.flush()
     return len(records)
+
+
+def clear_confirmation(model: CustomModel) -> None:
+    """Unfreeze the model's data set: no hash, and ``collecting`` if it was ready to train."""
+    model.data_hash = model.data_confirmed_at = model.data_confirmed_by = None
+    model.data_files = None
+    model.data_seconds = None
+    if model.status == "ready_to_train":
+        model.status = "collecting"
+    model.updated_at = utcnow()
 
 
 def _delete_objects(store: SampleStore, record: CustomDataFile) -> None:

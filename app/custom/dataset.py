@@ -14,15 +14,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.service import record_event
-from app.custom.data import DataNotAccepted, list_files, read_transcript
+from app.custom import repository
+from app.custom.data import DataNotAccepted, clear_confirmation, list_files, read_transcript
 from app.kit.db import utcnow
 from app.kit.errors import Conflict
 from app.samples.runtime import SampleStore
-from app.tables.custom import CustomDataFile, CustomModel, CustomUpload
+from app.tables.custom import CustomDataFile, CustomModel
 
 # Statuses from which a set may be confirmed or reopened (not while it trains or is archived).
 CONFIRMABLE = frozenset({"collecting", "failed", "published", "testing"})
@@ -53,13 +53,6 @@ def content_hash(
     return digest.hexdigest()
 
 
-def _uploads_being_read(session: Session, model: CustomModel) -> bool:
-    stmt = select(CustomUpload.id).where(
-        CustomUpload.model_id == model.id, CustomUpload.status == "validating"
-    )
-    return session.scalar(stmt.limit(1)) is not None
-
-
 def confirm(session: Session, store: SampleStore, model: CustomModel, *, actor: str) -> CustomModel:
     """Freeze the accepted files: status ``ready_to_train`` (409 when empty or already so)."""
     session.refresh(model, with_for_update=True)
@@ -68,7 +61,7 @@ def confirm(session: Session, store: SampleStore, model: CustomModel, *, actor: 
             f"The data set of {model.name} is already confirmed ({model.data_hash[:12]}); "
             "reopen it to change it."
         )
-    if _uploads_being_read(session, model):
+    if repository.has_validating_upload(session, model.id):
         raise DataSetNotReady(
             f"An upload of {model.name} is still being read (validating); confirm the data set "
             "once it is complete."
@@ -115,13 +108,8 @@ def reopen(session: Session, model: CustomModel, *, actor: str) -> CustomModel:
             f"Custom model {model.name} is {model.status}: it cannot be reopened."
         )
     previous = model.data_hash
-    model.data_hash = model.data_confirmed_at = model.data_confirmed_by = None
-    model.data_files = None
-    model.data_seconds = None
     before = model.status
-    if model.status == "ready_to_train":
-        model.status = "collecting"
-    model.updated_at = utcnow()
+    clear_confirmation(model)
     session.flush()
     record_event(
         session,

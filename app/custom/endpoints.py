@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from app.custom import data, repository, service, uploads, versions
@@ -34,6 +35,7 @@ from app.kit.multipart import form_field, read_multipart
 from app.kit.openapi import error_responses
 from app.kit.text import ascii_number, check_storable
 from app.samples.deps import StoreDep
+from app.samples.runtime import SampleStore
 from app.tables.custom import CustomModel, CustomUpload
 from asr.pairs import TranscriptScorer
 
@@ -43,6 +45,9 @@ _ACCESS = (
     "A reseller key with the `{scope}` scope (its own reseller's models), or a staff key "
     "with role {roles}."
 )
+# Who may call a route, said once for every custom-model router.
+WRITE_ACCESS = _ACCESS.format(scope="custom_models:write", roles="`admin`")
+READ_ACCESS = _ACCESS.format(scope="custom_models:read", roles="`admin` or `auditor`")
 
 
 class ModelAccess:
@@ -247,9 +252,33 @@ async def upload_pair(
     store: StoreDep,
     registry: RegistryDep,
 ) -> DataFileRead:
+    return await store_pair(
+        request,
+        session,
+        store,
+        registry,
+        model,
+        actor=principal.actor,
+        tenant=model.reseller_id,
+    )
+
+
+async def store_pair(
+    request: Request,
+    session: Session,
+    store: SampleStore,
+    registry: ModelRegistry,
+    model: CustomModel,
+    *,
+    actor: str,
+    tenant: uuid.UUID,
+    organization_id: uuid.UUID | None = None,
+) -> DataFileRead:
+    """Read one pair from the multipart body and check and seal it, within ``tenant``'s share
+    of the upload checks (``organization_id``: an organization's contribution)."""
     data.check_open(model)
     pair = await read_pair(request)
-    with upload_slot(request, model.reseller_id):
+    with upload_slot(request, tenant):
         record = await run_in_threadpool(
             data.upload_pair,
             session,
@@ -260,7 +289,8 @@ async def upload_pair(
             transcript=pair.transcript,
             speaker=pair.speaker,
             scorer=scorer_for(registry, model),
-            actor=principal.actor,
+            actor=actor,
+            organization_id=organization_id,
         )
     return DataFileRead.of(record)
 

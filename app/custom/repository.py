@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.tables.custom import CustomModel
+from app.tables.custom import CustomModel, CustomUpload
 from app.tables.training import TrainingJob
 
 
@@ -48,5 +48,13 @@ def list_models(
 def has_active_job(session: Session, model_id: uuid.UUID) -> bool:
     stmt = select(TrainingJob.id).where(
         TrainingJob.custom_model_id == model_id, TrainingJob.status.in_(("queued", "running"))
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def has_validating_upload(session: Session, model_id: uuid.UUID) -> bool:
+    """Whether an upload of the model has all its bytes and is still being read."""
+    stmt = select(CustomUpload.id).where(
+        CustomUpload.model_id == model_id, CustomUpload.status == "validating"
     )
     return session.scalar(stmt.limit(1)) is not None

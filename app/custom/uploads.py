@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.service import record_event
-from app.custom import data
+from app.custom import data, repository
 from app.engine.registry import ModelRegistry, open_model_registry
 from app.kit.crypto import decrypt_stream, encrypt_stream
 from app.kit.db import session_scope, utcnow
@@ -223,18 +223,11 @@ def validate_upload(
             return None
         _finish(session, store, model, upload, scorer=scorer, actor=actor)
         upload.updated_at = utcnow()
-        if model.status == "validating" and not _still_validating(session, model.id):
+        if model.status == "validating" and not repository.has_validating_upload(session, model.id):
             model.status = "collecting"
             model.updated_at = upload.updated_at
         session.flush()
         return upload.status
-
-
-def _still_validating(session: Session, model_id: uuid.UUID) -> bool:
-    stmt = select(CustomUpload.id).where(
-        CustomUpload.model_id == model_id, CustomUpload.status == "validating"
-    )
-    return session.scalar(stmt.limit(1)) is not None
 
 
 def stale_validations(session: Session, *, older_than: dt.datetime) -> list[uuid.UUID]:

@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.custom import dataset, sharing, usage, versions
+from app.custom.endpoints import READ_ACCESS as _READ
+from app.custom.endpoints import WRITE_ACCESS as _WRITE
 from app.custom.endpoints import ModelAccess, ModelReader, ModelWriter
 from app.custom.schemas import CustomModelRead
 from app.custom.version_schemas import (
@@ -38,14 +40,6 @@ router = APIRouter(prefix="/v1/governance/custom-models", tags=["custom models"]
 
 ModelAssigner = Annotated[CustomModel, Depends(ModelAccess(ResellerScope.CUSTOM_MODELS_ASSIGN))]
 
-_WRITE = (
-    "A reseller key with the `custom_models:write` scope (its own reseller's models), or a "
-    "staff key with role `admin`."
-)
-_READ = (
-    "A reseller key with the `custom_models:read` scope (its own reseller's models), or a "
-    "staff key with role `admin` or `auditor`."
-)
 _ASSIGN = (
     "A reseller key with the `custom_models:assign` scope (its own models, its own "
     "organizations), or a staff key with role `admin`."
@@ -200,7 +194,7 @@ def publish_version(
 ) -> VersionRead:
     version = versions.get_version(session, model, number)
     versions.publish(session, store, settings, model, version, actor=principal.actor)
-    session.commit()  # the registry below must see a committed publication's file
+    # The package is in the models directory now: serve it without waiting for the poll.
     registry: ModelRegistry = request.app.state.models
     registry.scan()
     return VersionRead.of(version)

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app.custom.endpoints import READ_ACCESS as _READ
+from app.custom.endpoints import WRITE_ACCESS as _WRITE
 from app.custom.endpoints import ModelReader, ModelWriter
 from app.kit.deps import ResellerOrStaff, SessionDep, SettingsDep
 from app.kit.openapi import error_responses
@@ -24,15 +26,6 @@ from app.training.schemas import (
 )
 
 router = APIRouter(prefix="/v1/governance/custom-models", tags=["custom models"])
-
-_WRITE = (
-    "A reseller key with the `custom_models:write` scope (its own reseller's models), or a "
-    "staff key with role `admin`."
-)
-_READ = (
-    "A reseller key with the `custom_models:read` scope (its own reseller's models), or a "
-    "staff key with role `admin` or `auditor`."
-)
 
 
 @router.post(

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from app.custom import versions
 from app.custom.data import read_audio, read_transcript
 from app.custom.dataset import DataSetNotReady, accepted_files
+from app.engine.registry import RESTRICTED_TAG
 from app.kit.db import session_scope, utcnow
 from app.tables.custom import CustomModel
 from app.training.queue import JobCancelled, JobContext, JobOutcome
@@ -39,8 +40,6 @@ from asr.finetune import FinetuneCancelled, FinetuneRecipe, finetune
 from asr.inference import Transcriber
 from asr.package import read_package
 from asr.vocabulary import Vocabulary
-
-RESTRICTED_TAG = "custom"  # app.engine.registry.RESTRICTED_TAG: served only where shared
 
 
 def execute_custom_job(ctx: JobContext) -> JobOutcome:
